@@ -1,0 +1,256 @@
+package main
+
+// Tests of the manifests in deploy/ against the real API server: the CRDs'
+// schemas and the least-privilege Role.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/rest"
+)
+
+// apiDo sends one request as the given identity and returns the error the
+// server gave, if any.
+func apiDo(rc *rest.RESTClient, method, path string, body any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := rc.Verb(method).AbsPath(path)
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		req = req.Body(b)
+		if method == http.MethodPatch {
+			req = req.SetHeader("Content-Type", "application/merge-patch+json")
+		}
+	}
+	return req.Do(ctx).Error()
+}
+
+func forgeCluster(name string, spec map[string]any) map[string]any {
+	return map[string]any{
+		"apiVersion": "cardano.io/v1", "kind": "CardanoForgeCluster",
+		"metadata": map[string]any{"name": name},
+		"spec":     spec,
+	}
+}
+
+func validSpec() map[string]any {
+	return map[string]any{
+		"network":    map[string]any{"name": "mainnet", "magic": 764824073},
+		"pool":       map[string]any{"id": bech32Pool, "idHex": strings.Repeat("0f", 28), "name": "My Pool", "ticker": "MYPL"},
+		"region":     "us-east-1",
+		"priority":   1,
+		"forgeState": "Priority-based",
+		"healthCheck": map[string]any{"enabled": true, "endpoint": "http://127.0.0.1:12798/health",
+			"interval": "30s", "timeout": "5", "failureThreshold": 3},
+		"override": map[string]any{"enabled": true, "reason": "maintenance", "forceState": "Disabled",
+			"forcePriority": 999, "expiresAt": "2026-12-01T00:00:00Z"},
+	}
+}
+
+func TestCRDsAcceptValidObjects(t *testing.T) {
+	tn := newTenant(t)
+	admin := restClientFor(t, controlPlane(t).AdminConfig())
+	base := "/apis/cardano.io/v1/namespaces/" + tn.Namespace
+	if err := apiDo(admin, "POST", base+"/cardanoforgeclusters", forgeCluster("ok", validSpec())); err != nil {
+		t.Fatalf("valid CardanoForgeCluster rejected: %v", err)
+	}
+	leader := map[string]any{"apiVersion": "cardano.io/v1", "kind": "CardanoLeader", "metadata": map[string]any{"name": "cardano-leader"}, "spec": map[string]any{}}
+	if err := apiDo(admin, "POST", base+"/cardanoleaders", leader); err != nil {
+		t.Fatalf("CardanoLeader rejected: %v", err)
+	}
+	status := map[string]any{"status": map[string]any{
+		"leaderPod": "bp-0", "holderIdentity": "bp-0_0b7c", "forgingEnabled": true, "leaseTransitions": 3,
+		"leaseUID": "6c1f", "lastTransitionTime": "2026-11-25T10:00:00Z", "observedGeneration": 1,
+		"conditions": []any{map[string]any{"type": "Forging", "status": "True", "reason": "NodeConfirmed", "message": "", "lastTransitionTime": "2026-11-25T10:00:00Z", "observedGeneration": 1}},
+	}}
+	if err := apiDo(admin, "PATCH", base+"/cardanoleaders/cardano-leader/status", status); err != nil {
+		t.Fatalf("status patch rejected: %v", err)
+	}
+	out, err := controlPlane(t).Kubectl("get", "cardanoleaders", "-n", tn.Namespace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, col := range []string{"LEADER", "FORGING", "EPOCH", "bp-0", "true", "3"} {
+		if !strings.Contains(string(out), col) {
+			t.Errorf("kubectl get cardanoleaders lacks %q:\n%s", col, out)
+		}
+	}
+}
+
+// TestCRDRejectsInvalid: the server's schema refuses what the configuration
+// refuses.
+func TestCRDRejectsInvalid(t *testing.T) {
+	tn := newTenant(t)
+	admin := restClientFor(t, controlPlane(t).AdminConfig())
+	tests := []struct {
+		name  string
+		field string
+		edit  func(s map[string]any)
+	}{
+		{"priority zero", "spec.priority", func(s map[string]any) { s["priority"] = 0 }},
+		{"priority 1000", "spec.priority", func(s map[string]any) { s["priority"] = 1000 }},
+		{"forgeState unknown", "spec.forgeState", func(s map[string]any) { s["forgeState"] = "On" }},
+		{"forgeState lower case", "spec.forgeState", func(s map[string]any) { s["forgeState"] = "enabled" }},
+		{"override forceState", "spec.override.forceState", func(s map[string]any) { s["override"].(map[string]any)["forceState"] = "Priority-based" }},
+		{"override priority", "spec.override.forcePriority", func(s map[string]any) { s["override"].(map[string]any)["forcePriority"] = 0 }},
+		{"override expiry not a time", "spec.override.expiresAt", func(s map[string]any) { s["override"].(map[string]any)["expiresAt"] = "tomorrow" }},
+		{"network upper case", "spec.network.name", func(s map[string]any) { s["network"].(map[string]any)["name"] = "Mainnet" }},
+		{"magic negative", "spec.network.magic", func(s map[string]any) { s["network"].(map[string]any)["magic"] = -1 }},
+		{"magic too large", "spec.network.magic", func(s map[string]any) { s["network"].(map[string]any)["magic"] = 4294967296 }},
+		{"pool hex", "spec.pool.idHex", func(s map[string]any) { s["pool"].(map[string]any)["idHex"] = "abcd" }},
+		{"ticker", "spec.pool.ticker", func(s map[string]any) { s["pool"].(map[string]any)["ticker"] = "MY POOL" }},
+		{"region", "spec.region", func(s map[string]any) { s["region"] = "US_EAST" }},
+		{"health interval", "spec.healthCheck.interval", func(s map[string]any) { s["healthCheck"].(map[string]any)["interval"] = "soon" }},
+		{"health threshold", "spec.healthCheck.failureThreshold", func(s map[string]any) { s["healthCheck"].(map[string]any)["failureThreshold"] = 0 }},
+		{"health endpoint", "spec.healthCheck.endpoint", func(s map[string]any) { s["healthCheck"].(map[string]any)["endpoint"] = "localhost:12798" }},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := validSpec()
+			tc.edit(spec)
+			err := apiDo(admin, "POST", "/apis/cardano.io/v1/namespaces/"+tn.Namespace+"/cardanoforgeclusters", forgeCluster(fmt.Sprintf("bad-%d", i), spec))
+			if !apierrors.IsInvalid(err) {
+				t.Fatalf("got %v; want 422 Invalid", err)
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("error does not name %s: %v", tc.field, err)
+			}
+		})
+	}
+}
+
+// TestServerAcceptsConfiguredNames: every name, label and spec value the
+// configuration accepts, the API server accepts too.
+func TestServerAcceptsConfiguredNames(t *testing.T) {
+	tn := newTenant(t)
+	admin := restClientFor(t, controlPlane(t).AdminConfig())
+	cases := [][]string{
+		nil,
+		{"POOL_ID", "STAKE-POOL-A", "CLUSTER_REGION", "us-east-1"},
+		{"POOL_ID", bech32Pool, "CARDANO_NETWORK", "preprod", "POOL_TICKER", strings.Repeat("T", 16)},
+		{"POOL_ID", strings.Repeat("x", 256), "CARDANO_NETWORK", "preview", "CLUSTER_REGION", strings.Repeat("r", 63)},
+		{"POOL_ID", "Pool with spaces/and:slashes", "CARDANO_NETWORK", strings.Repeat("n", 63), "NETWORK_MAGIC", "4294967295"},
+		{"POOL_ID", "é-ü", "CLUSTER_PRIORITY", "999", "POOL_NAME", strings.Repeat("ñ", 64)},
+		{"LEASE_NAME", strings.Repeat("l", 63), "CRD_NAME", "a.b.c", "CLUSTER_IDENTIFIER", "x"},
+	}
+	for i, kv := range cases {
+		c, err := loadConfig(runEnv(append(kv, "POOL_ID_HEX", strings.Repeat("ab", 28))...).lookup, "run")
+		if err != nil {
+			t.Fatalf("case %d: %v", i, err)
+		}
+		tt := resolveTenant(c)
+		meta := func(name string) map[string]any {
+			return map[string]any{"name": name, "labels": tt.Labels}
+		}
+		ns := "/namespaces/" + tn.Namespace
+		lease := map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta(tt.Lease)}
+		if err := apiDo(admin, "POST", "/apis/coordination.k8s.io/v1"+ns+"/leases", lease); err != nil {
+			t.Errorf("case %d: Lease %q: %v", i, tt.Lease, err)
+		}
+		leader := map[string]any{"apiVersion": "cardano.io/v1", "kind": "CardanoLeader", "metadata": meta(tt.Leader)}
+		if err := apiDo(admin, "POST", "/apis/cardano.io/v1"+ns+"/cardanoleaders", leader); err != nil {
+			t.Errorf("case %d: CardanoLeader %q: %v", i, tt.Leader, err)
+		}
+		spec := map[string]any{
+			"network":  map[string]any{"name": c.Network, "magic": c.NetworkMagic},
+			"pool":     map[string]any{"id": c.PoolID, "idHex": c.PoolIDHex, "name": c.PoolName, "ticker": c.PoolTicker},
+			"region":   c.Region,
+			"priority": c.Priority,
+			"healthCheck": map[string]any{"interval": c.HealthInterval.String(), "timeout": "5",
+				"failureThreshold": c.HealthThreshold},
+		}
+		fc := forgeCluster(tt.Cluster, spec)
+		fc["metadata"] = meta(tt.Cluster)
+		if err := apiDo(admin, "POST", "/apis/cardano.io/v1"+ns+"/cardanoforgeclusters", fc); err != nil {
+			t.Errorf("case %d: CardanoForgeCluster %q: %v", i, tt.Cluster, err)
+		}
+	}
+}
+
+// TestRoleIsLeastPrivilege: the shipped Role lets the ServiceAccount do
+// exactly what forge-manager does, checked by real requests with the
+// ServiceAccount's own token.
+func TestRoleIsLeastPrivilege(t *testing.T) {
+	tn := newTenant(t)
+	other := newTenant(t)
+	sa := restClientFor(t, tn.SA)
+	admin := restClientFor(t, controlPlane(t).AdminConfig())
+	lease := func(ns, name string) map[string]any {
+		return map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": map[string]any{"name": name, "namespace": ns}}
+	}
+	leases := "/apis/coordination.k8s.io/v1/namespaces/" + tn.Namespace + "/leases"
+	otherLeases := "/apis/coordination.k8s.io/v1/namespaces/" + other.Namespace + "/leases"
+	leaders := "/apis/cardano.io/v1/namespaces/" + tn.Namespace + "/cardanoleaders"
+	clusters := "/apis/cardano.io/v1/namespaces/" + tn.Namespace + "/cardanoforgeclusters"
+	if err := apiDo(admin, "POST", otherLeases, lease(other.Namespace, "theirs")); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiDo(admin, "POST", clusters, forgeCluster("mine", validSpec())); err != nil {
+		t.Fatal(err)
+	}
+	leader := map[string]any{"apiVersion": "cardano.io/v1", "kind": "CardanoLeader", "metadata": map[string]any{"name": "l"}}
+	mergeStatus := map[string]any{"status": map[string]any{"leaderPod": "bp-0"}}
+
+	steps := []struct {
+		what         string
+		method, path string
+		body         any
+		allowed      bool
+	}{
+		{"create its Lease", "POST", leases, lease(tn.Namespace, "mine"), true},
+		{"get its Lease", "GET", leases + "/mine", nil, true},
+		{"update its Lease", "PUT", leases + "/mine", nil, true}, // body filled below
+		{"delete its Lease", "DELETE", leases + "/mine", nil, false},
+		{"patch its Lease", "PATCH", leases + "/mine", map[string]any{"metadata": map[string]any{"labels": map[string]any{"x": "y"}}}, false},
+		{"list Leases", "GET", leases, nil, false},
+		{"get a Lease in another namespace", "GET", otherLeases + "/theirs", nil, false},
+		{"create a Lease in another namespace", "POST", otherLeases, lease(other.Namespace, "x"), false},
+		{"update a Lease in another namespace", "PUT", otherLeases + "/theirs", lease(other.Namespace, "theirs"), false},
+		{"delete a Lease in another namespace", "DELETE", otherLeases + "/theirs", nil, false},
+		{"list Secrets", "GET", "/api/v1/namespaces/" + tn.Namespace + "/secrets", nil, false},
+		{"get a Secret", "GET", "/api/v1/namespaces/" + tn.Namespace + "/secrets/keys", nil, false},
+		{"list Secrets cluster-wide", "GET", "/api/v1/secrets", nil, false},
+		{"create CardanoLeader", "POST", leaders, leader, true},
+		{"get CardanoLeader", "GET", leaders + "/l", nil, true},
+		{"patch CardanoLeader status", "PATCH", leaders + "/l/status", mergeStatus, true},
+		{"get CardanoLeader status", "GET", leaders + "/l/status", nil, true},
+		{"delete CardanoLeader", "DELETE", leaders + "/l", nil, false},
+		{"list CardanoLeaders", "GET", leaders, nil, false},
+		{"get CardanoForgeCluster", "GET", clusters + "/mine", nil, true},
+		{"patch CardanoForgeCluster status", "PATCH", clusters + "/mine/status", map[string]any{"status": map[string]any{"activeLeader": "bp-0"}}, true},
+		{"patch CardanoForgeCluster spec", "PATCH", clusters + "/mine", map[string]any{"spec": map[string]any{"priority": 1}}, false},
+		{"create CardanoForgeCluster", "POST", clusters, forgeCluster("new", validSpec()), false},
+		{"delete CardanoForgeCluster", "DELETE", clusters + "/mine", nil, false},
+		{"list pods", "GET", "/api/v1/namespaces/" + tn.Namespace + "/pods", nil, false},
+		{"list namespaces", "GET", "/api/v1/namespaces", nil, false},
+	}
+	for _, s := range steps {
+		body := s.body
+		if s.what == "update its Lease" {
+			var current map[string]any
+			raw, err := sa.Get().AbsPath(leases + "/mine").DoRaw(context.Background())
+			if err != nil || json.Unmarshal(raw, &current) != nil {
+				t.Fatalf("read Lease back: %v", err)
+			}
+			current["spec"] = map[string]any{"holderIdentity": "bp-0_uid"}
+			body = current
+		}
+		err := apiDo(sa, s.method, s.path, body)
+		switch {
+		case s.allowed && err != nil:
+			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
+		case !s.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+package main
+
+// Tenant resolution: which pool, network and region this replica serves, and
+// the object names and labels that follow from them (SPEC 6). Pure functions,
+// no I/O.
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Single-tenant names, kept from the predecessor so its objects carry over.
+const (
+	defaultLeaseName  = "cardano-node-leader"
+	defaultLeaderName = "cardano-leader"
+	maxNameLen        = 63
+	hashLen           = 10 // hex digits: 40 bits, enough that two pools never meet by chance
+)
+
+// tenant is the resolved identity of the pool this replica serves.
+type tenant struct {
+	Network, PoolID, Region string
+	Lease, Leader, Cluster  string // object names
+	Labels                  map[string]string
+}
+
+// resolveTenant derives names and labels from the configuration. An explicit
+// LEASE_NAME, CRD_NAME or CLUSTER_IDENTIFIER wins over the derived name.
+func resolveTenant(c *config) tenant {
+	t := tenant{Network: c.Network, PoolID: c.PoolID, Region: c.Region}
+	if c.PoolID == "" {
+		t.Lease, t.Leader = defaultLeaseName, defaultLeaderName
+		t.Cluster = joinName("", []string{c.Network, c.Region}, c.Network+"\x00"+c.Region)
+	} else {
+		key := c.Network + "\x00" + c.PoolID
+		t.Lease = joinName("cardano-leader-", []string{c.Network, c.PoolID}, key)
+		t.Leader = t.Lease
+		t.Cluster = joinName("", []string{c.Network, c.PoolID, c.Region}, key+"\x00"+c.Region)
+	}
+	t.Lease = override(c.LeaseName, t.Lease)
+	t.Leader = override(c.CRDName, t.Leader)
+	t.Cluster = override(c.ClusterIdentifier, t.Cluster)
+	t.Labels = tenantLabels(c)
+	return t
+}
+
+func override(explicit, derived string) string {
+	if explicit != "" {
+		return explicit
+	}
+	return derived
+}
+
+// joinName joins a fixed prefix and parts with '-' into a DNS-1123 name of
+// at most 63 characters. The plain join is used only when it is unambiguous:
+// every part is already a lowercase DNS label and every part but the last is
+// free of '-', so the name splits back into its parts. Otherwise the parts
+// are folded to lowercase DNS characters, shortened if needed, and a hash of
+// key (the full, unfolded values) keeps distinct tenants apart.
+func joinName(prefix string, parts []string, key string) string {
+	exact := true
+	var folded []string
+	for i, p := range parts {
+		f := foldDNS(p)
+		if f != p || (i < len(parts)-1 && strings.Contains(p, "-")) {
+			exact = false
+		}
+		if f != "" {
+			folded = append(folded, f)
+		}
+	}
+	name := prefix + strings.Join(folded, "-")
+	if exact && len(name) <= maxNameLen {
+		return name
+	}
+	h := shortHash(key)
+	name = strings.TrimRight(truncate(name, maxNameLen-1-len(h)), "-")
+	if name == "" {
+		return "t-" + h
+	}
+	return name + "-" + h
+}
+
+// foldDNS lowercases s and turns every run of characters outside [a-z0-9]
+// into one '-', trimming '-' at the ends.
+func foldDNS(s string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(s) {
+		if 'a' <= r && r <= 'z' || '0' <= r && r <= '9' {
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			b.WriteRune(r)
+			dash = false
+		} else {
+			dash = true
+		}
+	}
+	return b.String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func shortHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])[:hashLen]
+}
+
+// tenantLabels are put on every object forge-manager creates. The pool id is
+// used as it is when it is a valid label value (bech32 ids are), else its hash.
+func tenantLabels(c *config) map[string]string {
+	l := map[string]string{
+		"app.kubernetes.io/managed-by": "forge-manager",
+		"cardano.io/network":           c.Network,
+		"cardano.io/region":            c.Region,
+	}
+	if c.PoolID != "" {
+		l["cardano.io/pool-id"] = c.PoolID
+		if len(validation.IsValidLabelValue(c.PoolID)) > 0 {
+			l["cardano.io/pool-id"] = "h-" + shortHash(c.PoolID)
+		}
+	}
+	return l
+}
+
+// logAttrs are the tenant fields on every log line.
+func (t tenant) logAttrs(pod string) []slog.Attr {
+	return []slog.Attr{
+		slog.String("pod", pod), slog.String("network", t.Network),
+		slog.String("pool_id", t.PoolID), slog.String("region", t.Region),
+	}
+}
