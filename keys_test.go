@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// keyEnv is an init environment with sources and targets under dir.
+func keyEnv(t *testing.T, dir string) env {
+	t.Helper()
+	src, dst := filepath.Join(dir, "secrets"), filepath.Join(dir, "ipc")
+	os.MkdirAll(src, 0o700)
+	os.MkdirAll(dst, 0o700)
+	for name, b := range testSecrets() {
+		if err := os.WriteFile(filepath.Join(src, name), b, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return env{
+		"SOURCE_KES_KEY": filepath.Join(src, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(src, "vrf.skey"),
+		"SOURCE_OP_CERT": filepath.Join(src, "node.cert"),
+		"TARGET_KES_KEY": filepath.Join(dst, "kes.skey"), "TARGET_VRF_KEY": filepath.Join(dst, "vrf.skey"),
+		"TARGET_OP_CERT": filepath.Join(dst, "node.cert"), "HEARTBEAT_FILE": filepath.Join(dst, "hb"),
+		"DEADMAN_BINARY": filepath.Join(dst, "forge-manager"),
+	}
+}
+
+func runCmd(t *testing.T, e env, cmd string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{cmd}, e.lookup, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func TestInitPutsCredentialsInPlace(t *testing.T) {
+	old := syscall.Umask(0) // the mode must not depend on the umask
+	defer syscall.Umask(old)
+	e := keyEnv(t, t.TempDir())
+	os.WriteFile(e["HEARTBEAT_FILE"], []byte("old"), 0o644)
+	for i := 0; i < 2; i++ { // idempotent
+		start := time.Now()
+		out, err := runCmd(t, e, "init")
+		if err != nil {
+			t.Fatalf("init run %d: %v\n%s", i, err, out)
+		}
+		t.Logf("init run %d took %s", i, time.Since(start))
+		for _, v := range []string{"TARGET_KES_KEY", "TARGET_VRF_KEY", "TARGET_OP_CERT"} {
+			st, err := os.Stat(e[v])
+			if err != nil {
+				t.Fatalf("%s: %v", v, err)
+			}
+			if st.Mode().Perm() != 0o600 {
+				t.Errorf("%s mode %v; want 0600", v, st.Mode().Perm())
+			}
+			src := strings.Replace(v, "TARGET", "SOURCE", 1)
+			a, _ := os.ReadFile(e[v])
+			b, _ := os.ReadFile(e[src])
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s differs from %s", v, src)
+			}
+		}
+		if _, err := os.Stat(e["HEARTBEAT_FILE"]); !os.IsNotExist(err) {
+			t.Errorf("init left an old heartbeat: %v", err)
+		}
+		st, err := os.Stat(e["DEADMAN_BINARY"])
+		if err != nil || st.Mode().Perm() != 0o755 {
+			t.Errorf("dead-man binary: %v %v", st, err)
+		}
+		if leaksKey(out) {
+			t.Errorf("init output shows key bytes: %s", out)
+		}
+		entries, _ := os.ReadDir(filepath.Dir(e["TARGET_KES_KEY"]))
+		for _, en := range entries {
+			if strings.Contains(en.Name(), ".tmp-") {
+				t.Errorf("temporary file left behind: %s", en.Name())
+			}
+		}
+	}
+}
+
+func TestInitRejectsBadSources(t *testing.T) {
+	tests := []struct {
+		name, file string
+		content    []byte
+		want       string
+	}{
+		{"missing", "vrf.skey", nil, "SOURCE_VRF_KEY="},
+		{"empty", "kes.skey", []byte{}, "file is empty"},
+		{"not json", "node.cert", []byte("garbage secret"), "not a cardano text envelope"},
+		{"kes key in the vrf slot", "vrf.skey", envelope("KesSigningKey_ed25519_kes_2^6", "secret"), "SOURCE_VRF_KEY=" /* and */},
+		{"unknown type", "kes.skey", envelope("PaymentSigningKeyShelley_ed25519", "secret"), `holds an envelope of type "PaymentSigningKeyShelley_ed25519", want a KesSigningKey`},
+		{"bad hex", "node.cert", []byte(`{"type":"NodeOperationalCertificate","cborHex":"zz-secret"}`), "cborHex is empty or not hex"},
+		{"too large", "kes.skey", bytes.Repeat([]byte("a"), maxEnvelope+1), "not a key file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := keyEnv(t, dir)
+			path := filepath.Join(dir, "secrets", tc.file)
+			os.Remove(path)
+			if tc.content != nil {
+				os.WriteFile(path, tc.content, 0o400)
+			}
+			out, err := runCmd(t, e, "init")
+			if err == nil || exitCode(err) != 1 {
+				t.Fatalf("got %v; want exit 1", err)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || leaksKey(msg+out) {
+				t.Errorf("error %q: want one line containing %q and no key bytes", msg, tc.want)
+			}
+			for _, v := range []string{"TARGET_KES_KEY", "TARGET_VRF_KEY", "TARGET_OP_CERT"} {
+				if _, err := os.Stat(e[v]); err == nil {
+					t.Errorf("%s written although a source is bad", v)
+				}
+			}
+		})
+	}
+	t.Run("kes in vrf names both variables", func(t *testing.T) {
+		dir := t.TempDir()
+		e := keyEnv(t, dir)
+		os.WriteFile(filepath.Join(dir, "secrets", "vrf.skey"), envelope("KesSigningKey_ed25519_kes_2^6", "secret"), 0o400)
+		_, err := runCmd(t, e, "init")
+		if err == nil || !strings.Contains(err.Error(), "SOURCE_VRF_KEY") || !strings.Contains(err.Error(), "SOURCE_KES_KEY") {
+			t.Errorf("got %v; want both SOURCE_VRF_KEY and SOURCE_KES_KEY named", err)
+		}
+	})
+}
+
+// leaksKey tells whether s holds any of the test keys' bytes: the hex of the
+// markers in testSecrets, or the raw text of the broken files above.
+func leaksKey(s string) bool {
+	for _, m := range []string{"736563726574", "garbage secret", "zz-secret", "5820"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestInitRelayWritesNothing(t *testing.T) {
+	e := keyEnv(t, t.TempDir())
+	e["APPLICATION_TYPE"] = "relay"
+	if _, err := runCmd(t, e, "init"); err != nil {
+		t.Fatal(err)
+	}
+	if anyPresent(e["TARGET_KES_KEY"], e["TARGET_VRF_KEY"], e["TARGET_OP_CERT"]) {
+		t.Error("init wrote credentials for a relay")
+	}
+}
+
+// TestWriteAtomic is invariant 8: a private temporary file, renamed whole
+// into place; a failed write leaves the old file untouched.
+func TestWriteAtomic(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kes.skey")
+	if err := writeAtomic(path, []byte("v1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v; want 0600", st.Mode().Perm())
+	}
+	// A failure before the rename leaves the previous content.
+	os.Chmod(dir, 0o500)
+	if os.Geteuid() != 0 {
+		if err := writeAtomic(path, []byte("v2"), 0o600); err == nil {
+			t.Error("write into a read-only directory succeeded")
+		}
+		if b, _ := os.ReadFile(path); string(b) != "v1" {
+			t.Errorf("failed write changed the file to %q", b)
+		}
+	}
+	os.Chmod(dir, 0o700)
+	// A directory where the file goes: rename fails, nothing partial stays.
+	os.Remove(path)
+	os.Mkdir(path, 0o700)
+	os.WriteFile(filepath.Join(path, "x"), nil, 0o600)
+	if err := writeAtomic(path, []byte("v3"), 0o600); err == nil {
+		t.Error("write over a non-empty directory succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// TestTemporaryFileIsPrivate watches the directory while writing and never
+// sees a file with group or other permission bits.
+func TestTemporaryFileIsPrivate(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	stop := make(chan struct{})
+	seen := make(chan string, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				close(seen)
+				return
+			default:
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if info, err := e.Info(); err == nil && info.Mode().Perm()&0o077 != 0 {
+					seen <- e.Name() + " " + info.Mode().String()
+					close(seen)
+					return
+				}
+			}
+		}
+	}()
+	for i := 0; i < 2000; i++ {
+		writeAtomic(filepath.Join(dir, "vrf.skey"), []byte("key"), 0o600)
+	}
+	close(stop)
+	if s, ok := <-seen; ok && s != "" {
+		t.Errorf("a credential file was visible with group/other bits: %s", s)
+	}
+}
+
+func TestEnsureAndRemove(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "node.cert")
+	if wrote, err := ensureFile(path, []byte("a")); !wrote || err != nil {
+		t.Fatalf("first ensure: %v %v", wrote, err)
+	}
+	if wrote, _ := ensureFile(path, []byte("a")); wrote {
+		t.Error("ensure rewrote an unchanged file")
+	}
+	os.Chmod(path, 0o644)
+	if wrote, _ := ensureFile(path, []byte("a")); !wrote {
+		t.Error("ensure kept a file with the wrong mode")
+	}
+	if wrote, _ := ensureFile(path, []byte("b")); !wrote {
+		t.Error("ensure kept changed content")
+	}
+	if removed, err := removeFile(path); !removed || err != nil {
+		t.Errorf("remove: %v %v", removed, err)
+	}
+	if removed, err := removeFile(path); removed || err != nil {
+		t.Errorf("remove of a missing file: %v %v", removed, err)
+	}
+	os.Mkdir(path, 0o700)
+	if _, err := removeFile(path); err == nil {
+		t.Error("remove deleted a directory")
+	}
+}
+
+// TestDeadman: the node container's probe fails only while credentials are
+// in place and the heartbeat ran out.
+func TestDeadman(t *testing.T) {
+	tests := []struct {
+		name      string
+		creds     bool
+		heartbeat string // "": none; "valid", "expired", "garbage"
+		fail      bool
+	}{
+		{"no sidecar ever ran", true, "", false},
+		{"no credentials", false, "expired", false},
+		{"current heartbeat", true, "valid", false},
+		{"expired heartbeat with credentials", true, "expired", true},
+		{"unreadable heartbeat with credentials", true, "garbage", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := keyEnv(t, t.TempDir())
+			if tc.creds {
+				os.WriteFile(e["TARGET_VRF_KEY"], []byte("k"), 0o600)
+			}
+			hb := heartbeat{path: e["HEARTBEAT_FILE"]}
+			switch tc.heartbeat {
+			case "valid":
+				hb.write(10*time.Second, "bp-0")
+			case "expired":
+				hb.write(-time.Millisecond, "bp-0")
+			case "garbage":
+				os.WriteFile(e["HEARTBEAT_FILE"], []byte("{"), 0o644)
+			}
+			_, err := runCmd(t, e, "deadman")
+			if (err != nil) != tc.fail {
+				t.Errorf("deadman error %v; want failure %v", err, tc.fail)
+			}
+		})
+	}
+}

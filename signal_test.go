@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseForging(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       bool
+		err        string
+	}{
+		{"suffix on", "cardano_node_metrics_forging_enabled_int 1\n", true, ""},
+		{"suffix off", "# TYPE cardano_node_metrics_forging_enabled_int gauge\ncardano_node_metrics_forging_enabled_int 0\n", false, ""},
+		{"no suffix", "cardano_node_metrics_forging_enabled 1\n", true, ""},
+		{"labels and timestamp", `cardano_node_metrics_forging_enabled_int{host="x"} 1 1700000000000` + "\n", true, ""},
+		{"float", "cardano_node_metrics_forging_enabled 1.0\n", true, ""},
+		{"similar name is not it", "cardano_node_metrics_forging_enabled_intx 1\ncardano_node_metrics_forging_enabled_int 0\n", false, ""},
+		{"missing", "cardano_node_metrics_slotNum_int 5\n", false, "no cardano_node_metrics_forging_enabled_int"},
+		{"bad value", "cardano_node_metrics_forging_enabled_int yes\n", false, "value"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseForging(strings.NewReader(tc.body))
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, %v; want error containing %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// fakeProc builds a /proc tree: pid -> (comm, argv0, state, start).
+func fakeProc(t *testing.T, procs map[int][4]string) string {
+	root := t.TempDir()
+	for pid, p := range procs {
+		dir := filepath.Join(root, fmt.Sprint(pid))
+		os.Mkdir(dir, 0o755)
+		stat := fmt.Sprintf("%d (%s) %s 1 1 1 0 -1 4194560 100 0 0 0 1 1 0 0 20 0 1 0 %s 1000 100", pid, p[0], p[2], p[3])
+		os.WriteFile(filepath.Join(dir, "stat"), []byte(stat), 0o644)
+		os.WriteFile(filepath.Join(dir, "cmdline"), []byte(p[1]+"\x00--flag\x00"), 0o644)
+	}
+	os.Mkdir(filepath.Join(root, "self"), 0o755) // not a PID
+	return root
+}
+
+func TestFindNode(t *testing.T) {
+	tests := []struct {
+		name  string
+		procs map[int][4]string
+		want  nodeProc
+		err   string
+	}{
+		{"by comm", map[int][4]string{1: {"pause", "/pause", "S", "1"}, 7: {"cardano-node", "/usr/local/bin/cardano-node", "S", "500"}}, nodeProc{7, 500}, ""},
+		{"by argv0 when comm differs", map[int][4]string{9: {"cardano-node-wr", "/bin/cardano-node", "S", "42"}}, nodeProc{9, 42}, ""},
+		{"comm with spaces and parens", map[int][4]string{5: {"cardano-node) (x", "/bin/other", "S", "3"}, 6: {"cardano-node", "x", "R", "4"}}, nodeProc{6, 4}, ""},
+		{"never PID 1", map[int][4]string{1: {"cardano-node", "cardano-node", "S", "1"}}, nodeProc{}, "not found"},
+		{"never itself", map[int][4]string{99: {"cardano-node", "cardano-node", "S", "1"}}, nodeProc{}, "not found"},
+		{"zombie is dead", map[int][4]string{8: {"cardano-node", "", "Z", "9"}}, nodeProc{}, "not found"},
+		{"substring is not a match", map[int][4]string{8: {"cardano-node-2", "/bin/cardano-node-2", "S", "9"}, 9: {"node", "/bin/node", "S", "9"}}, nodeProc{}, "not found"},
+		{"two are ambiguous", map[int][4]string{8: {"cardano-node", "a", "S", "9"}, 10: {"cardano-node", "b", "S", "11"}}, nodeProc{}, "cannot tell which"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := procFS{root: fakeProc(t, tc.procs), self: 99}
+			got, err := fs.findNode("cardano-node")
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %v, %v; want error %q", got, err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestStaleSocket: a socket file left by a killed node does not count as up.
+func TestStaleSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "node.socket")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !socketAnswers(path) {
+		t.Fatal("a listening socket does not answer")
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the stale file should remain: %v", err)
+	}
+	if socketAnswers(path) {
+		t.Error("a stale socket file counts as a node that is up")
+	}
+}
+
+// TestSignalIncarnation: a signal reaches exactly the incarnation found, and
+// never a process that took its place.
+func TestSignalIncarnation(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	fs := procFS{root: "/proc", self: os.Getpid()}
+	_, start, _, err := fs.stat(cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := nodeProc{cmd.Process.Pid, start}
+	if err := fs.signal(p, 0); err != nil {
+		t.Fatalf("signal 0: %v", err)
+	}
+	if err := fs.signal(nodeProc{p.PID, start + 1}, unix.SIGTERM); !errors.Is(err, errNodeNotFound) {
+		t.Errorf("a different incarnation was signalled: %v", err)
+	}
+	if err := fs.signal(p, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("process ended with %v; want SIGTERM", err)
+	}
+	if err := fs.signal(p, unix.SIGHUP); !errors.Is(err, errNodeNotFound) {
+		t.Errorf("signal to an exited node: %v; want not found", err)
+	}
+}
