@@ -58,6 +58,9 @@ $(FORGE_TESTENV_DIR)/etcd:
 	cd hack/etcd && CGO_ENABLED=0 go build -trimpath -o $@.tmp go.etcd.io/etcd/server/v3
 	mv $@.tmp $@
 
+demo: testenv
+	go run ./internal/demo
+
 lint:
 	@out=$$(gofmt -l . hack); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...

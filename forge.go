@@ -275,12 +275,12 @@ func (s *sidecar) ineligible() string {
 		return "credentials unusable: " + s.sourceErr.Error()
 	case !n.found:
 		return "node process not found"
+	case n.signalErr != nil:
+		return n.signalErr.Error()
 	case !n.up:
 		return "node socket not answering yet"
 	case n.socketFails >= s.cfg.HealthThreshold:
 		return "node socket stopped answering"
-	case n.signalErr != nil:
-		return n.signalErr.Error()
 	case !s.health.healthy():
 		return "health check failing: " + s.health.lastError()
 	}

@@ -197,9 +197,21 @@ func (s *sidecar) publish(now time.Time, leading bool) {
 	s.view.Store(v)
 }
 
-// serveHTTP serves the probes, /status and /metrics on port. Only GET and
-// HEAD; anything else 405, unknown paths 404.
+// serveHTTP serves the probes, /status and /metrics on port.
 func serveHTTP(port int, s *sidecar) (*http.Server, error) {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_PORT=%d: %w", port, err)
+	}
+	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
+}
+
+// handler routes the endpoints of SPEC 8. Only GET and HEAD; anything else
+// 405, unknown paths 404.
+func (s *sidecar) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) { s.m.write(w) })
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
@@ -208,14 +220,7 @@ func serveHTTP(port int, s *sidecar) (*http.Server, error) {
 	mux.HandleFunc("GET /startup-status", s.handleReadyz)
 	mux.HandleFunc("GET /status", s.handleStatus)
 	mux.HandleFunc("/", http.NotFound)
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
-	if err != nil {
-		return nil, fmt.Errorf("METRICS_PORT=%d: %w", port, err)
-	}
-	srv := &http.Server{Handler: onlyGetHead(mux), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second}
-	go srv.Serve(ln)
-	return srv, nil
+	return onlyGetHead(mux)
 }
 
 func onlyGetHead(h http.Handler) http.Handler {

@@ -69,11 +69,7 @@ func controlPlane(t testing.TB) *testenv.ControlPlane {
 func newTenant(t testing.TB) *testenv.Tenant {
 	t.Helper()
 	c := controlPlane(t)
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
-	if len(name) > 40 {
-		name = name[:40]
-	}
-	ns := fmt.Sprintf("t%d-%s", nsSeq.Add(1), strings.Trim(name, "-"))
+	ns := strings.Trim(truncate(fmt.Sprintf("t%d-%s", nsSeq.Add(1), foldDNS(t.Name())), 50), "-")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tn, err := c.NewTenant(ctx, ".", ns)

@@ -15,6 +15,8 @@
 //     files present and valid enables forging, any one missing (or a
 //     directory, or a dangling link) disables it, a present but empty or
 //     corrupt file changes nothing;
+//   - faults on demand: -ignore-disable (a wedged node that never stops
+//     forging on SIGHUP), -drop-hups N (lost signals);
 //   - it serves cardano_node_metrics_forging_enabled_int on
 //     127.0.0.1:-metrics-port/metrics, and /health (503 while the file
 //     -unhealthy-file exists).
@@ -57,6 +59,8 @@ var (
 	noSuffix     = flag.Bool("nosuffix", false, "name the gauge cardano_node_metrics_forging_enabled")
 	record       = flag.String("record", "", "append forging changes here")
 	unhealthy    = flag.String("unhealthy-file", "", "while this file exists, /health answers 503")
+	stuck        = flag.Bool("ignore-disable", false, "fault: a SIGHUP never disables forging (a wedged node)")
+	dropHUPs     = flag.Int("drop-hups", 0, "fault: the first N SIGHUPs after startup are lost")
 )
 
 var (
@@ -151,10 +155,20 @@ func missing(path string) bool {
 	return err != nil || !st.Mode().IsRegular()
 }
 
+var dropped atomic.Int32
+
 func handleHUP() {
+	if int(dropped.Add(1)) <= *dropHUPs {
+		log.Printf("SIGHUP lost (fault injection)")
+		return
+	}
 	time.Sleep(*hupDelay)
 	for _, p := range []string{*vrfPath, *certPath, *kesPath} {
 		if missing(p) {
+			if *stuck {
+				log.Printf("SIGHUP: %s missing, but this node is wedged (fault injection)", p)
+				return
+			}
 			setForging(false, "DisabledBlockForging: "+p+" missing")
 			return
 		}

@@ -86,6 +86,7 @@ type Pod struct {
 
 type container struct {
 	name     string
+	delay    time.Duration // restart delay; 0: the pod's
 	argv     []string
 	env      []string
 	uid      int
@@ -124,6 +125,7 @@ func StartPod(ctx context.Context, base string, spec PodSpec) (*Pod, error) {
 	if spec.NodeUID < 0 {
 		spec.NodeUID = spec.UID
 	}
+	staleOnce.Do(removeStaleNetworks)
 	p := &Pod{Spec: spec, UID: "uid-" + randHex(8), containers: map[string]*container{}, stop: make(chan struct{})}
 	p.Dir = filepath.Join(base, spec.Name+"-"+p.UID[4:10])
 	p.netns = fmt.Sprintf("fm-%d-%d", os.Getpid(), spec.Index)
@@ -150,6 +152,29 @@ func StartPod(ctx context.Context, base string, spec PodSpec) (*Pod, error) {
 		go p.probeLoop()
 	}
 	return p, nil
+}
+
+var staleOnce sync.Once
+
+// removeStaleNetworks deletes the network namespaces and veths of simulated
+// pods whose process died without cleaning up (a test binary killed by its
+// timeout). Their names carry the owner's PID.
+func removeStaleNetworks() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		var pid, n int
+		if _, err := fmt.Sscanf(f[0], "fm-%d-%d", &pid, &n); err != nil || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			exec.Command("ip", "link", "del", fmt.Sprintf("fh%d-%d", pid, n)).Run()
+			exec.Command("ip", "netns", "del", f[0]).Run()
+		}
+	}
 }
 
 func (p *Pod) prepareDirs() error {
@@ -239,16 +264,25 @@ func (p *Pod) startPause(ctx context.Context) error {
 	return fmt.Errorf("pod %s: pause process did not start", p.Spec.Name)
 }
 
-// children lists the host PIDs of pid's children.
+// children lists the host PIDs of pid's children, by their parent PID in
+// /proc/*/stat (the kernel's task/*/children file is only reliable for
+// stopped tasks).
 func children(pid int) []int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return nil
-	}
+	entries, _ := os.ReadDir("/proc")
 	var out []int
-	for _, f := range strings.Fields(string(b)) {
-		if n, err := strconv.Atoi(f); err == nil {
-			out = append(out, n)
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
 		}
 	}
 	return out
@@ -344,39 +378,47 @@ func (p *Pod) startContainer(c *container) {
 			exited := c.exited
 			p.mu.Unlock()
 			cmd.Wait()
-			if c.name == "cardano-node" {
+			if c.name == "cardano-node" && inner != 0 {
 				appendRecord(p.Record(), "exit", inner) // forging, if it was on, ended by now
 			}
 			close(exited)
 			p.mu.Lock()
+			c.hostPID = 0
 			stopping := p.stopping
 			c.restarts++
 			p.mu.Unlock()
 			if stopping {
 				return
 			}
+			p.mu.Lock()
+			delay := c.delay
+			p.mu.Unlock()
+			if delay == 0 {
+				delay = p.Spec.RestartDelay
+			}
 			select {
 			case <-p.stop:
 				return
-			case <-time.After(p.Spec.RestartDelay):
+			case <-time.After(delay):
 			}
 		}
 	}()
 }
 
 // waitChild returns the host PID of nsenter's child (the container's
-// process), or nsenter's own PID if the child has already gone.
+// process). nsenter forks it at once; if it is gone before it is seen, the
+// container exited and 0 is returned.
 func waitChild(nsenter int) int {
-	for i := 0; i < 500; i++ {
+	for i := 0; i < 2000; i++ {
 		if kids := children(nsenter); len(kids) > 0 {
 			return kids[0]
 		}
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", nsenter)); err != nil {
-			break
+			return 0
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
-	return nsenter
+	return 0
 }
 
 // nsPID is a host process's PID inside its own PID namespace (the last
@@ -443,6 +485,16 @@ func (p *Pod) probeLoop() {
 	}
 }
 
+// SetRestartDelay sets how long the kubelet waits before restarting one
+// container (a crash-looping container waits longer and longer).
+func (p *Pod) SetRestartDelay(name string, d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.containers[name]; c != nil {
+		c.delay = d
+	}
+}
+
 // ProbeFailures counts failed dead-man probes.
 func (p *Pod) ProbeFailures() int {
 	p.mu.Lock()
@@ -456,7 +508,7 @@ func (p *Pod) Signal(name string, sig syscall.Signal) error {
 	c := p.containers[name]
 	p.mu.Unlock()
 	if c == nil || c.hostPID == 0 {
-		return fmt.Errorf("pod %s: no container %s", p.Spec.Name, name)
+		return fmt.Errorf("pod %s: no running container %s", p.Spec.Name, name)
 	}
 	return syscall.Kill(c.hostPID, sig)
 }
@@ -487,19 +539,22 @@ func (p *Pod) Restarts(name string) int {
 func (p *Pod) KillContainer(name string, grace time.Duration) {
 	p.mu.Lock()
 	c := p.containers[name]
-	p.mu.Unlock()
-	if c == nil || c.exited == nil {
+	if c == nil || c.exited == nil || c.hostPID == 0 {
+		p.mu.Unlock()
 		return
 	}
-	exited := c.exited
-	syscall.Kill(c.hostPID, syscall.SIGTERM)
+	pid, exited := c.hostPID, c.exited
+	p.mu.Unlock()
+	syscall.Kill(pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 		return
 	case <-time.After(grace):
 	}
-	syscall.Kill(c.hostPID, syscall.SIGKILL)
-	syscall.Kill(c.hostPID, syscall.SIGCONT)
+	syscall.Kill(pid, syscall.SIGKILL)
+	p.mu.Lock()
+	p.continueWrapper(c)
+	p.mu.Unlock()
 	<-exited
 }
 
@@ -514,6 +569,18 @@ func (p *Pod) signalAll(sig syscall.Signal) {
 		if c.hostPID != 0 {
 			syscall.Kill(c.hostPID, sig)
 		}
+		if sig == syscall.SIGCONT {
+			p.continueWrapper(c)
+		}
+	}
+}
+
+// continueWrapper resumes a container's nsenter. nsenter stops itself when
+// its child stops, and then cannot reap the child until resumed, so a
+// container killed while frozen would never be seen to exit.
+func (p *Pod) continueWrapper(c *container) {
+	if c.cmd != nil && c.cmd.Process != nil {
+		syscall.Kill(c.cmd.Process.Pid, syscall.SIGCONT)
 	}
 }
 
@@ -564,6 +631,14 @@ func (p *Pod) teardown() {
 	if p.pause != nil && p.pause.Process != nil {
 		p.pause.Process.Kill()
 	}
+	p.mu.Lock()
+	for _, c := range p.containers {
+		if c.cmd != nil && c.cmd.Process != nil {
+			c.cmd.Process.Kill() // nsenter, even stopped, so its Wait returns
+			syscall.Kill(c.cmd.Process.Pid, syscall.SIGCONT)
+		}
+	}
+	p.mu.Unlock()
 	p.wg.Wait()
 	exec.Command("ip", "link", "del", p.veth).Run()
 	exec.Command("ip", "netns", "del", p.netns).Run()

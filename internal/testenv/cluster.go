@@ -1,0 +1,268 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// BuildBinaries builds forge-manager and the stand-in cardano-node from the
+// repository at root into dir (readable by every pod UID).
+func BuildBinaries(root, dir string) (fm, node string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	os.Chmod(dir, 0o755)
+	fm, node = filepath.Join(dir, "forge-manager"), filepath.Join(dir, "cardano-node")
+	for _, b := range [][2]string{{fm, "."}, {node, "./internal/cardano-node"}} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=test", "-o", b[0], b[1])
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Errorf("go build %s: %v\n%s", b[1], err, out)
+		}
+	}
+	return fm, node, nil
+}
+
+// Cluster is a StatefulSet's worth of simulated pods sharing one tenant.
+type Cluster struct {
+	CP       *ControlPlane
+	Tenant   *Tenant
+	FM, Node string            // binaries
+	Env      map[string]string // forge-manager environment on top of the pod's
+	Edit     func(name string, s *PodSpec)
+	Secrets  map[string][]byte
+	Probe    time.Duration // dead-man probe period
+	Grace    time.Duration // probe kill grace
+
+	Base    string
+	Pods    map[string]*Pod
+	Order   []string // pod names in creation order
+	Retired []*Pod   // pods that were deleted or killed; their records still count
+}
+
+// NewCluster prepares an empty cluster; Start adds pods.
+func NewCluster(cp *ControlPlane, tenant *Tenant, fm, node string, secrets map[string][]byte) (*Cluster, error) {
+	base, err := os.MkdirTemp("", "forge-pods-")
+	if err != nil {
+		return nil, err
+	}
+	os.Chmod(base, 0o755)
+	return &Cluster{CP: cp, Tenant: tenant, FM: fm, Node: node, Secrets: secrets, Base: base,
+		Pods: map[string]*Pod{}, Probe: time.Second, Grace: 500 * time.Millisecond}, nil
+}
+
+var (
+	slotMu sync.Mutex
+	slots  = map[int]bool{}
+)
+
+func allocSlot() (int, error) {
+	slotMu.Lock()
+	defer slotMu.Unlock()
+	for i := 1; i <= maxPods; i++ {
+		if !slots[i] {
+			slots[i] = true
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("all %d pod network slots in use", maxPods)
+}
+
+func freeSlot(i int) {
+	slotMu.Lock()
+	defer slotMu.Unlock()
+	delete(slots, i)
+}
+
+// Start creates (or recreates, with a new UID) pod name.
+func (c *Cluster) Start(ctx context.Context, name string, edit func(*PodSpec)) (*Pod, error) {
+	idx, err := allocSlot()
+	if err != nil {
+		return nil, err
+	}
+	spec := PodSpec{
+		Name: name, Index: idx, Tenant: c.Tenant, APIPort: c.CP.Port, CA: c.CP.CA,
+		ForgeManager: c.FM, Node: c.Node, Env: c.Env, UID: 10001, NodeUID: -1, Secrets: c.Secrets,
+		NodeArgs:    []string{"--early-window", "200ms", "--replay", "1s"},
+		ProbePeriod: c.Probe, ProbeGrace: c.Grace, RestartDelay: time.Second, Grace: 30 * time.Second,
+	}
+	if c.Edit != nil {
+		c.Edit(name, &spec)
+	}
+	if edit != nil {
+		edit(&spec)
+	}
+	p, err := StartPod(ctx, c.Base, spec)
+	if err != nil {
+		freeSlot(idx)
+		return nil, fmt.Errorf("start pod %s: %w", name, err)
+	}
+	if _, ok := c.Pods[name]; !ok && !contains(c.Order, name) {
+		c.Order = append(c.Order, name)
+	}
+	c.Pods[name] = p
+	return p, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Delete stops pod name gracefully (SIGTERM, then the grace period).
+func (c *Cluster) Delete(name string) time.Duration {
+	p := c.Pods[name]
+	took := p.Delete()
+	c.retire(name)
+	return took
+}
+
+// Kill ends pod name at once, as a machine dying.
+func (c *Cluster) Kill(name string) {
+	c.Pods[name].Kill()
+	c.retire(name)
+}
+
+func (c *Cluster) retire(name string) {
+	p := c.Pods[name]
+	freeSlot(p.Spec.Index)
+	c.Retired = append(c.Retired, p)
+	delete(c.Pods, name)
+}
+
+// Close kills every pod and removes the cluster's files.
+func (c *Cluster) Close() {
+	for name := range c.Pods {
+		c.Kill(name)
+	}
+	os.RemoveAll(c.Base)
+}
+
+// Intervals reads every pod's forging record, live and retired.
+func (c *Cluster) Intervals() ([]Interval, error) {
+	var all []Interval
+	pods := append([]*Pod{}, c.Retired...)
+	for _, p := range c.Pods {
+		pods = append(pods, p)
+	}
+	for _, p := range pods {
+		iv, err := ForgingIntervals(p.Spec.Name, p.Record())
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, iv...)
+	}
+	return all, nil
+}
+
+// Forging returns the intervals still open: the nodes forging now.
+func (c *Cluster) Forging() ([]Interval, error) {
+	all, err := c.Intervals()
+	var open []Interval
+	for _, iv := range all {
+		if iv.End == 0 {
+			open = append(open, iv)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].Pod < open[j].Pod })
+	return open, err
+}
+
+// Overlaps returns every pair of intervals of different pods that share an
+// instant: two nodes forging at once.
+func Overlaps(all []Interval) []string {
+	end := func(i Interval) int64 {
+		if i.End == 0 {
+			return 1<<63 - 1
+		}
+		return i.End
+	}
+	var out []string
+	for i := range all {
+		for j := i + 1; j < len(all); j++ {
+			a, b := all[i], all[j]
+			if a.Pod != b.Pod && a.Start < end(b) && b.Start < end(a) {
+				out = append(out, fmt.Sprintf("%s pid %d [%d..%d] and %s pid %d [%d..%d]", a.Pod, a.PID, a.Start, a.End, b.Pod, b.PID, b.Start, b.End))
+			}
+		}
+	}
+	return out
+}
+
+// Settled waits until exactly one node forges and keeps forging for hold;
+// it returns that pod and how long after since (CLOCK_MONOTONIC) its
+// forging began (0 if it was forging already).
+func (c *Cluster) Settled(ctx context.Context, since int64, hold time.Duration) (string, time.Duration, error) {
+	var cand Interval
+	var candSince time.Time
+	for {
+		open, err := c.Forging()
+		if err != nil {
+			return "", 0, err
+		}
+		if len(open) == 1 {
+			if open[0] != cand {
+				cand, candSince = open[0], time.Now()
+			}
+			if time.Since(candSince) >= hold {
+				return cand.Pod, max(time.Duration(cand.Start-since), 0), nil
+			}
+		} else {
+			cand = Interval{}
+		}
+		select {
+		case <-ctx.Done():
+			return "", 0, fmt.Errorf("no single stable forger: forging now %v: %w", open, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Get fetches a path of a pod's forge-manager HTTP endpoint.
+func (c *Cluster) Get(name, path string) ([]byte, error) {
+	p := c.Pods[name]
+	if p == nil {
+		return nil, fmt.Errorf("no pod %s", name)
+	}
+	client := http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get(p.MetricsURL(path))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return b, fmt.Errorf("GET %s on %s: HTTP %d: %s", path, name, resp.StatusCode, strings.TrimSpace(string(b)))
+	}
+	return b, err
+}
+
+// Metric reads the first series named series from a pod's /metrics.
+func (c *Cluster) Metric(name, series string) (float64, error) {
+	b, err := c.Get(name, "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, series+"{") || strings.HasPrefix(line, series+" ") {
+			f := strings.Fields(line)
+			return strconv.ParseFloat(f[len(f)-1], 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no series %s", name, series)
+}
