@@ -127,7 +127,7 @@ func faultScenarios() []faultScenario {
 			// Fail closed: with no API, nobody may forge past its deadline.
 			c.waitNoForger(renew + 3*time.Second)
 			time.Sleep(30*time.Second - time.Since(stopped)) // the rest of the fault's length
-			from := testenv.Monotonic() // the bound runs from the server's restart
+			from := testenv.Monotonic()                      // the bound runs from the server's restart
 			if err := c.CP.StartAPIServer(t.Context()); err != nil {
 				t.Fatal(err)
 			}
