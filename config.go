@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -58,7 +59,16 @@ type config struct {
 	HealthInterval, HealthTimeout time.Duration
 	HealthThreshold               int
 
-	inCluster bool // KUBERNETES_SERVICE_HOST is set: use the pod's ServiceAccount
+	inCluster bool     // KUBERNETES_SERVICE_HOST is set: use the pod's ServiceAccount
+	notices   []string // set variables the predecessor read and this program does not
+}
+
+// obsolete are the predecessor's variables that have no meaning here. Set,
+// they are reported (not silently ignored) and do not stop the program.
+var obsolete = map[string]string{
+	"SLEEP_INTERVAL":         "the loop runs every RETRY_PERIOD (default 2s)",
+	"START_AS_NON_PRODUCING": "forge-manager init puts the keys in place for the node's boot",
+	"DISABLE_SOCKET_CHECK":   "the socket is always checked, by a connect() and not the file's existence",
 }
 
 // setting is one environment variable: its default as shown in help, what
@@ -170,6 +180,12 @@ func loadConfig(getenv func(string) (string, bool), cmd string) (*config, error)
 		given[s.name] = ok
 	}
 	_, c.inCluster = getenv("KUBERNETES_SERVICE_HOST")
+	for name, why := range obsolete {
+		if _, set := getenv(name); set {
+			c.notices = append(c.notices, name+" is not used: "+why)
+		}
+	}
+	sort.Strings(c.notices)
 	problems = append(problems, c.validate(cmd, c.inCluster, given, bad)...)
 	if len(problems) > 0 {
 		return nil, &configError{problems}

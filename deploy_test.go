@@ -274,7 +274,7 @@ func TestManifestsDryRun(t *testing.T) {
 	c.Kubectl("create", "namespace", "cardano") // the manifests' namespace; may exist already
 	var files []string
 	filepath.WalkDir("deploy", func(path string, d fs.DirEntry, err error) error {
-		if err == nil && strings.HasSuffix(path, ".yaml") && !strings.HasPrefix(filepath.Base(path), "rules") {
+		if err == nil && strings.HasSuffix(path, ".yaml") && filepath.Base(filepath.Dir(path)) != "prometheus" {
 			files = append(files, path)
 		}
 		return err
@@ -322,12 +322,12 @@ func TestAlertRules(t *testing.T) {
 	}
 	for _, args := range [][]string{{"check", "rules", "rules.yaml"}, {"test", "rules", "rules_test.yaml"}} {
 		cmd := exec.Command(promtool, args...)
-		cmd.Dir = "deploy/monitoring"
+		cmd.Dir = "deploy/monitoring/prometheus"
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
-	rules, _ := os.ReadFile("deploy/monitoring/rules.yaml")
+	rules, _ := os.ReadFile("deploy/monitoring/prometheus/rules.yaml")
 	pr, _ := os.ReadFile("deploy/monitoring/prometheusrule.yaml")
 	want := string(rules[strings.Index(string(rules), "groups:"):])
 	got := string(pr[strings.Index(string(pr), "  groups:"):])

@@ -8,11 +8,13 @@ package main
 // is just another difference to repair on the next iteration.
 //
 // Node incarnations. A node process is identified by PID and start time. One
-// that started after this sidecar is known to be non-producing (it must be
-// started with --start-as-non-producing-node) until we signal it; its gauge
-// is not trusted before that (cardano-node issues #6113 and #6576 report it
-// reading 1 at boot). One already running when this sidecar started is of
-// unknown state and is asked through its gauge.
+// that started after this sidecar is taken to be non-producing (it must be
+// started with --start-as-non-producing-node) until we signal it. Its gauge
+// is read all the same: a 1 there is believed when it means "disable"
+// (fail closed), never as the confirmation of an enable we did not send
+// (cardano-node issues #6113 and #6576 report it reading 1 at boot). One
+// already running when this sidecar started is of unknown state and is asked
+// through its gauge.
 //
 // Files. A node reads the three files at boot and exits if one is missing,
 // so they are in place whenever no node is up: while no process runs, and
@@ -42,9 +44,12 @@ import (
 
 // Loop timing. pollPending: how often the gauge is read while a SIGHUP
 // awaits confirmation (cardano-node answers within milliseconds).
+// socketRecheck: once the node's socket has answered, it is connected to
+// again only this often; each connect is a session the node opens and logs.
 const (
-	pollPending = 100 * time.Millisecond
-	maxBackoff  = 30 * time.Second
+	pollPending   = 100 * time.Millisecond
+	maxBackoff    = 30 * time.Second
+	socketRecheck = 30 * time.Second
 )
 
 type tristate int8
@@ -65,7 +70,8 @@ type nodeState struct {
 	signalled   bool // we sent this incarnation a SIGHUP: its gauge is trusted
 	up          bool // a connect() to its socket succeeded: it may be signalled
 	seenAt      time.Time
-	socketFails int
+	socketAt    time.Time // last connect() to the socket
+	socketFails int       // consecutive failed connects since it answered
 	forging     tristate
 	confirmed   bool   // forging was read from the node's gauge
 	loaded      string // digest of the credentials it last enabled with
@@ -75,6 +81,8 @@ type nodeState struct {
 	signalErr   error // EPERM: not eligible while it lasts
 	metricErr   error
 	findErr     error
+	waitWarned  bool // SOCKET_WAIT_TIMEOUT passed, said once
+	bootWarned  bool // forging before any signal, said once
 }
 
 // hup is a SIGHUP awaiting confirmation.
@@ -130,6 +138,9 @@ func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) erro
 	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+t.Lease,
 		"leader_object", t.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
 		"renew_deadline", c.RenewDeadline.String(), "retry_period", c.RetryPeriod.String(), "uid", os.Getuid())
+	for _, n := range c.notices {
+		log.Warn("ignoring a variable of the predecessor", "notice", n)
+	}
 	srv, err := serveHTTP(c.MetricsPort, s)
 	if err != nil {
 		return err
@@ -239,15 +250,23 @@ func (s *sidecar) observeNode(ctx context.Context, now time.Time) {
 			s.log.Error("cannot signal the node; not eligible to forge", "err", err)
 		}
 	}
-	if socketAnswers(s.cfg.NodeSocket) {
-		if !n.up {
-			s.log.Info("node socket answers", "pid", p.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
+	if !n.up || now.Sub(n.socketAt) >= socketRecheck {
+		n.socketAt = now
+		if socketAnswers(s.cfg.NodeSocket) {
+			if !n.up {
+				s.log.Info("node socket answers", "pid", p.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
+			}
+			n.up, n.socketFails = true, 0
+		} else if n.up {
+			n.socketFails++
 		}
-		n.up, n.socketFails = true, 0
-	} else if n.up {
-		n.socketFails++
 	}
-	if s.cfg.NodeMetricsURL == "" || !n.up || (n.fresh && !n.signalled) {
+	if !n.up && !n.waitWarned && now.Sub(n.seenAt) > s.cfg.SocketWaitTimeout {
+		n.waitWarned = true
+		s.log.Warn("node socket still not answering; still waiting", "pid", p.PID, "socket", s.cfg.NodeSocket,
+			"waited", now.Sub(n.seenAt).Round(time.Second).String())
+	}
+	if s.cfg.NodeMetricsURL == "" || !n.up {
 		return
 	}
 	v, err := readForging(ctx, s.cfg.NodeMetricsURL)
@@ -262,6 +281,11 @@ func (s *sidecar) observeNode(ctx context.Context, now time.Time) {
 	n.forging = off
 	if v {
 		n.forging = on
+		if n.fresh && !n.signalled && !n.bootWarned {
+			n.bootWarned = true
+			s.log.Warn("node reports forging although it was never signalled: is it started with --start-as-non-producing-node? (or cardano-node issue #6113); treating it as forging",
+				"pid", p.PID)
+		}
 	}
 }
 
@@ -332,6 +356,14 @@ func (s *sidecar) enable(now time.Time) {
 				"retry_in", n.retryAt.Sub(now).Round(time.Millisecond).String(), "gauge_err", errString(n.metricErr))
 			return
 		}
+	}
+	if n.fresh && !n.signalled {
+		// A gauge of 1 before our first signal is no confirmation (#6113):
+		// enable explicitly.
+		if !now.Before(n.retryAt) {
+			s.hup(now, true)
+		}
+		return
 	}
 	if n.forging == on && n.loaded == "" && !changed {
 		n.loaded = s.digest // forging already (we restarted): adopt what is on disk

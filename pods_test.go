@@ -48,15 +48,9 @@ func envelope(typ, secret string) []byte {
 	return []byte(fmt.Sprintf(`{"type": %q, "description": "test key", "cborHex": "5820%x"}`, typ, secret))
 }
 
-// testSecrets are three credential files whose hex holds markers the
-// no-leak tests search for (leaksKey).
-func testSecrets() map[string][]byte {
-	return map[string][]byte{
-		"kes.skey":  envelope("KesSigningKey_ed25519_kes_2^6", "kes-secret-0123456789abcdef"),
-		"vrf.skey":  envelope("VrfSigningKey_PraosVRF", "vrf-secret-0123456789abcdef"),
-		"node.cert": envelope("NodeOperationalCertificate", "opcert-secret-0123456789abcdef"),
-	}
-}
+// testSecrets are three key files whose hex holds the marker "secret",
+// which the no-leak checks look for (leaksKey).
+func testSecrets() map[string][]byte { return testenv.FakeKeys("secret") }
 
 // fastTiming keeps the fault tests short while keeping every ratio that
 // matters: LEASE_DURATION - RENEW_DEADLINE = 3s covers the dead-man probe

@@ -51,18 +51,11 @@ func run(ctx context.Context) error {
 		return errors.New("bench needs root (simulated pods use PID, mount and network namespaces)")
 	}
 	fmt.Printf("## forge-manager benchmarks\n\n`make bench` (runs=%d, idle=%s) on %s\n\n", *runs, *idle, machine())
-	cp, err := testenv.Start(ctx)
+	cp, tenant, err := testenv.Up(ctx, ".", "bench")
 	if err != nil {
 		return err
 	}
 	defer cp.Stop()
-	if err := cp.InstallCRDs(ctx, "."); err != nil {
-		return err
-	}
-	tenant, err := cp.NewTenant(ctx, ".", "bench")
-	if err != nil {
-		return err
-	}
 	bin, _ := os.MkdirTemp("", "forge-bench-bin-")
 	defer os.RemoveAll(bin)
 	fm, node, err := testenv.BuildBinaries(".", bin)
@@ -81,7 +74,7 @@ func run(ctx context.Context) error {
 	base2, _ := apiCounts(cp)
 	baseRate := rates(baseline, base2, *idle/3)
 
-	c, err := testenv.NewCluster(cp, tenant, fm, node, secrets())
+	c, err := testenv.NewCluster(cp, tenant, fm, node, testenv.FakeKeys("bench"))
 	if err != nil {
 		return err
 	}
@@ -282,7 +275,7 @@ func initTimes(fm string) error {
 		d := filepath.Join(dir, strconv.Itoa(i))
 		os.MkdirAll(filepath.Join(d, "s"), 0o700)
 		os.MkdirAll(filepath.Join(d, "t"), 0o700)
-		for name, b := range secrets() {
+		for name, b := range testenv.FakeKeys("bench") {
 			os.WriteFile(filepath.Join(d, "s", name), b, 0o400)
 		}
 		cmd := exec.Command(fm, "init")
@@ -327,13 +320,6 @@ func machine() string {
 	}
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return fmt.Sprintf("%d cores (%s), Linux %s, %s", runtime.NumCPU(), model, strings.TrimSpace(string(kernel)), runtime.Version())
-}
-
-func secrets() map[string][]byte {
-	env := func(typ string) []byte {
-		return []byte(fmt.Sprintf(`{"type": %q, "description": "bench key", "cborHex": "5820%064x"}`, typ, 7))
-	}
-	return map[string][]byte{"kes.skey": env("KesSigningKey_ed25519_kes_2^6"), "vrf.skey": env("VrfSigningKey_PraosVRF"), "node.cert": env("NodeOperationalCertificate")}
 }
 
 func median(d []time.Duration) time.Duration {

@@ -49,20 +49,13 @@ func run(ctx context.Context) error {
 	fmt.Println("cardano-node is a stand-in here (see README): it reacts to SIGHUP and reports forging as the real node does.")
 	fmt.Println()
 
-	cp, err := testenv.Start(ctx)
+	cp, tenant, err := testenv.Up(ctx, ".", "cardano")
 	if err != nil {
 		return err
 	}
 	defer cp.Stop()
-	if err := cp.InstallCRDs(ctx, "."); err != nil {
-		return err
-	}
 	v, _ := cp.Version()
 	say("control plane up: kube-apiserver %s, etcd %s; CRDs from deploy/crds installed", v, testenv.EtcdVersion)
-	tenant, err := cp.NewTenant(ctx, ".", "cardano")
-	if err != nil {
-		return err
-	}
 	say("namespace cardano with deploy/rbac applied; the sidecars use the ServiceAccount's own token")
 
 	bin, err := os.MkdirTemp("", "forge-demo-bin-")
@@ -74,7 +67,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c, err := testenv.NewCluster(cp, tenant, fm, node, demoSecrets())
+	c, err := testenv.NewCluster(cp, tenant, fm, node, testenv.FakeKeys("demo"))
 	if err != nil {
 		return err
 	}
@@ -245,16 +238,4 @@ func orNone(s string) string {
 		return s[:i] + " (" + s[i+1:] + ")"
 	}
 	return s
-}
-
-// demoSecrets are fake key files in the real text-envelope format.
-func demoSecrets() map[string][]byte {
-	env := func(typ string) []byte {
-		return []byte(fmt.Sprintf(`{"type": %q, "description": "demo key, not a real one", "cborHex": "5820%064x"}`, typ, 42))
-	}
-	return map[string][]byte{
-		"kes.skey":  env("KesSigningKey_ed25519_kes_2^6"),
-		"vrf.skey":  env("VrfSigningKey_PraosVRF"),
-		"node.cert": env("NodeOperationalCertificate"),
-	}
 }
