@@ -88,11 +88,11 @@ func faultScenarios() []faultScenario {
 		}},
 		{name: "leader sidecar SIGKILL, restarted at once", runs: 3, bound: unplanned, fault: func(t *testing.T, c *cluster, f string) int64 {
 			from := testenv.Monotonic()
-			c.Pods[f].Signal("forge-manager", syscall.SIGKILL)
+			c.Pod(f).Signal("forge-manager", syscall.SIGKILL)
 			return from
 		}},
 		{name: "leader sidecar SIGKILL, down for 20s (dead-man)", runs: 3, bound: unplanned, fault: func(t *testing.T, c *cluster, f string) int64 {
-			p := c.Pods[f]
+			p := c.Pod(f)
 			p.SetRestartDelay("forge-manager", 20*time.Second)
 			fails := p.ProbeFailures()
 			from := testenv.Monotonic()
@@ -102,7 +102,7 @@ func faultScenarios() []faultScenario {
 			return from
 		}},
 		{name: "leader pod frozen 12s", runs: 3, bound: unplanned, fault: func(t *testing.T, c *cluster, f string) int64 {
-			p := c.Pods[f]
+			p := c.Pod(f)
 			from := testenv.Monotonic()
 			p.Freeze()
 			time.Sleep(12 * time.Second) // the fault's length, not a wait for a condition
@@ -110,7 +110,7 @@ func faultScenarios() []faultScenario {
 			return from
 		}},
 		{name: "leader cut off the API server 30s", runs: 3, bound: unplanned, fault: func(t *testing.T, c *cluster, f string) int64 {
-			p := c.Pods[f]
+			p := c.Pod(f)
 			from := testenv.Monotonic()
 			if err := p.Partition(); err != nil {
 				t.Fatal(err)
@@ -155,11 +155,11 @@ func faultScenarios() []faultScenario {
 		}},
 		{name: "leader node killed and restarted", runs: 3, bound: 2*retry + time.Second, fault: func(t *testing.T, c *cluster, f string) int64 {
 			from := testenv.Monotonic()
-			c.Pods[f].Signal("cardano-node", syscall.SIGKILL)
+			c.Pod(f).Signal("cardano-node", syscall.SIGKILL)
 			return from
 		}},
 		{name: "credential deleted by hand on the leader", runs: 3, bound: 0, fault: func(t *testing.T, c *cluster, f string) int64 {
-			p := c.Pods[f]
+			p := c.Pod(f)
 			hups, _ := c.metric(f, "cardano_sighup_signals_total")
 			from := testenv.Monotonic()
 			os.Remove(p.IPC("kes.skey"))
@@ -193,7 +193,7 @@ func faultScenarios() []faultScenario {
 		{name: "wedged node ignores the disable", runs: 3, bound: unplanned,
 			edit: func(name string, s *testenv.PodSpec) { s.NodeArgs = append(s.NodeArgs, "--ignore-disable") },
 			fault: func(t *testing.T, c *cluster, f string) int64 {
-				p := c.Pods[f]
+				p := c.Pod(f)
 				from := testenv.Monotonic()
 				p.Partition()
 				time.Sleep(lease + 2*time.Second) // the fault's length
@@ -215,7 +215,7 @@ func faultScenarios() []faultScenario {
 			env: map[string]string{"HEALTH_CHECK_ENDPOINT": "http://127.0.0.1:12798/health", "HEALTH_CHECK_INTERVAL": "1s",
 				"HEALTH_CHECK_TIMEOUT": "500ms", "HEALTH_CHECK_FAILURE_THRESHOLD": "2"},
 			fault: func(t *testing.T, c *cluster, f string) int64 {
-				p := c.Pods[f]
+				p := c.Pod(f)
 				from := testenv.Monotonic()
 				os.WriteFile(p.UnhealthyFile(), nil, 0o644)
 				c.waitNotForging(f, 10*time.Second)
@@ -230,7 +230,7 @@ func faultScenarios() []faultScenario {
 // that a fault removed.
 func (c *cluster) restore() {
 	for _, name := range c.Order {
-		if _, ok := c.Pods[name]; !ok {
+		if c.Pod(name) == nil {
 			c.start(name, nil)
 		}
 	}
@@ -276,7 +276,7 @@ func (c *cluster) checkMetrics(forger string) {
 	var last string
 	ok := func() bool {
 		last = ""
-		for name := range c.Pods {
+		for _, name := range c.live() {
 			v, err := c.metric(name, "cardano_forging_enabled")
 			if err != nil || (v == 1) != (name == forger) {
 				last += fmt.Sprintf(" %s=%v(%v)", name, v, err)
@@ -306,7 +306,7 @@ func TestNoSignalBeforeSocket(t *testing.T) {
 		s.NodeArgs = []string{"--early-window", "2s", "--replay", "1s"}
 	})
 	c.settled(testenv.Monotonic(), 40*time.Second)
-	p := c.Pods["bp-0"]
+	p := c.Pod("bp-0")
 	restarts := p.Restarts("cardano-node")
 	from := testenv.Monotonic()
 	p.Signal("cardano-node", syscall.SIGKILL)

@@ -24,10 +24,10 @@ func TestReportingThroughFailover(t *testing.T) {
 	checkLeaderObject(t, c, leader)
 
 	// Steady state: no INFO lines and no CardanoLeader writes.
-	infoBefore := infoLines(t, c.Pods[leader].Log("forge-manager"))
+	infoBefore := infoLines(t, c.Pod(leader).Log("forge-manager"))
 	rv := leaderRV(t, c)
 	time.Sleep(5 * time.Second) // an interval in which nothing may happen
-	if after := infoLines(t, c.Pods[leader].Log("forge-manager")); after != infoBefore {
+	if after := infoLines(t, c.Pod(leader).Log("forge-manager")); after != infoBefore {
 		t.Errorf("leader logged %d INFO lines in steady state; want none", after-infoBefore)
 	}
 	if now := leaderRV(t, c); now != rv {
@@ -53,15 +53,12 @@ func TestReportingThroughFailover(t *testing.T) {
 
 	// Every log line of every sidecar: JSON with the tenant fields, no key
 	// bytes; no metric either.
-	pods := append([]*testenv.Pod{}, c.Retired...)
-	for _, p := range c.Pods {
-		pods = append(pods, p)
-	}
+	pods := c.All()
 	for _, p := range pods {
 		checkLog(t, p.Log("forge-manager"))
 		checkLog(t, p.Log("init"))
 	}
-	for name := range c.Pods {
+	for _, name := range c.live() {
 		b, err := c.Get(name, "/metrics")
 		if err != nil || leaksKey(string(b)) {
 			t.Errorf("%s /metrics: %v, leaks key material: %v", name, err, leaksKey(string(b)))

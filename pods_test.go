@@ -107,11 +107,7 @@ func (c *cluster) stop() {
 
 // dumpLogs prints the tail of every container log of a failed test.
 func (c *cluster) dumpLogs() {
-	pods := append([]*testenv.Pod{}, c.Retired...)
-	for _, p := range c.Pods {
-		pods = append(pods, p)
-	}
-	for _, p := range pods {
+	for _, p := range c.All() {
 		for _, name := range []string{"forge-manager", "cardano-node"} {
 			b, _ := os.ReadFile(p.Log(name))
 			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -123,6 +119,17 @@ func (c *cluster) dumpLogs() {
 		rec, _ := os.ReadFile(p.Record())
 		c.t.Logf("--- %s %s record:\n%s", p.Spec.Name, p.UID, rec)
 	}
+}
+
+// live lists the pods running now.
+func (c *cluster) live() []string {
+	var out []string
+	for _, name := range c.Order {
+		if c.Pod(name) != nil {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 func (c *cluster) intervals() []testenv.Interval {

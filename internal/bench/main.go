@@ -146,7 +146,7 @@ func repeat(ctx context.Context, c *testenv.Cluster, fault func(name string)) ([
 
 func waitGone(c *testenv.Cluster, name string) {
 	for i := 0; i < 600; i++ {
-		if _, ok := c.Pods[name]; !ok {
+		if c.Pod(name) == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -250,7 +250,7 @@ func rates(a, b map[string]float64, d time.Duration) map[string]float64 {
 // sidecarHWM is the highest peak resident set (VmHWM) of the live sidecars.
 func sidecarHWM(c *testenv.Cluster) int64 {
 	var peak int64
-	for _, p := range c.Pods {
+	for _, p := range c.All() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.ContainerPID("forge-manager")))
 		if err != nil {
 			continue

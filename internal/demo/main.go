@@ -164,7 +164,7 @@ func (w *watcher) rows() (map[string]row, string, int32) {
 	rows := map[string]row{}
 	holder, epoch := "", int32(0)
 	for _, name := range w.c.Order {
-		if _, ok := w.c.Pods[name]; !ok {
+		if w.c.Pod(name) == nil {
 			rows[name] = row{role: "gone"}
 			continue
 		}

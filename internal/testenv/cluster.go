@@ -45,10 +45,12 @@ type Cluster struct {
 	Probe    time.Duration // dead-man probe period
 	Grace    time.Duration // probe kill grace
 
-	Base    string
-	Pods    map[string]*Pod
-	Order   []string // pod names in creation order
-	Retired []*Pod   // pods that were deleted or killed; their records still count
+	Base  string
+	Order []string // pod names in creation order
+
+	mu      sync.Mutex
+	pods    map[string]*Pod
+	retired []*Pod // deleted or killed; their records still count
 }
 
 // NewCluster prepares an empty cluster; Start adds pods.
@@ -59,7 +61,7 @@ func NewCluster(cp *ControlPlane, tenant *Tenant, fm, node string, secrets map[s
 	}
 	os.Chmod(base, 0o755)
 	return &Cluster{CP: cp, Tenant: tenant, FM: fm, Node: node, Secrets: secrets, Base: base,
-		Pods: map[string]*Pod{}, Probe: time.Second, Grace: 500 * time.Millisecond}, nil
+		pods: map[string]*Pod{}, Probe: time.Second, Grace: 500 * time.Millisecond}, nil
 }
 
 var (
@@ -108,10 +110,12 @@ func (c *Cluster) Start(ctx context.Context, name string, edit func(*PodSpec)) (
 		freeSlot(idx)
 		return nil, fmt.Errorf("start pod %s: %w", name, err)
 	}
-	if _, ok := c.Pods[name]; !ok && !contains(c.Order, name) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !contains(c.Order, name) {
 		c.Order = append(c.Order, name)
 	}
-	c.Pods[name] = p
+	c.pods[name] = p
 	return p, nil
 }
 
@@ -124,31 +128,57 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// Delete stops pod name gracefully (SIGTERM, then the grace period).
+// Pod is the live pod called name, or nil.
+func (c *Cluster) Pod(name string) *Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pods[name]
+}
+
+// All is every pod ever started, live and retired.
+func (c *Cluster) All() []*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	all := append([]*Pod{}, c.retired...)
+	for _, name := range c.Order {
+		if p := c.pods[name]; p != nil {
+			all = append(all, p)
+		}
+	}
+	return all
+}
+
+// Delete stops pod name gracefully (SIGTERM, then the grace period). The
+// pod counts as gone from the moment it is asked to stop, as in Kubernetes.
 func (c *Cluster) Delete(name string) time.Duration {
-	p := c.Pods[name]
+	p := c.retire(name)
 	took := p.Delete()
-	c.retire(name)
+	freeSlot(p.Spec.Index) // its network is gone
 	return took
 }
 
 // Kill ends pod name at once, as a machine dying.
 func (c *Cluster) Kill(name string) {
-	c.Pods[name].Kill()
-	c.retire(name)
+	p := c.retire(name)
+	p.Kill()
+	freeSlot(p.Spec.Index)
 }
 
-func (c *Cluster) retire(name string) {
-	p := c.Pods[name]
-	freeSlot(p.Spec.Index)
-	c.Retired = append(c.Retired, p)
-	delete(c.Pods, name)
+func (c *Cluster) retire(name string) *Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pods[name]
+	c.retired = append(c.retired, p)
+	delete(c.pods, name)
+	return p
 }
 
 // Close kills every pod and removes the cluster's files.
 func (c *Cluster) Close() {
-	for name := range c.Pods {
-		c.Kill(name)
+	for _, name := range c.Order {
+		if c.Pod(name) != nil {
+			c.Kill(name)
+		}
 	}
 	os.RemoveAll(c.Base)
 }
@@ -156,11 +186,7 @@ func (c *Cluster) Close() {
 // Intervals reads every pod's forging record, live and retired.
 func (c *Cluster) Intervals() ([]Interval, error) {
 	var all []Interval
-	pods := append([]*Pod{}, c.Retired...)
-	for _, p := range c.Pods {
-		pods = append(pods, p)
-	}
-	for _, p := range pods {
+	for _, p := range c.All() {
 		iv, err := ForgingIntervals(p.Spec.Name, p.Record())
 		if err != nil {
 			return nil, err
@@ -235,7 +261,7 @@ func (c *Cluster) Settled(ctx context.Context, since int64, hold time.Duration) 
 
 // Get fetches a path of a pod's forge-manager HTTP endpoint.
 func (c *Cluster) Get(name, path string) ([]byte, error) {
-	p := c.Pods[name]
+	p := c.Pod(name)
 	if p == nil {
 		return nil, fmt.Errorf("no pod %s", name)
 	}
