@@ -167,7 +167,7 @@ func (e *elector) callContext(ctx context.Context) (context.Context, context.Can
 // error; the outcome is read through leading().
 func (e *elector) step(ctx context.Context, eligible bool) error {
 	start := e.now()
-	e.schedule(start)
+	defer e.schedule(start) // with what this round learnt
 	// Step 3: renew with the cached object, no read first.
 	if e.leading(start) && e.lease != nil && eligible {
 		err := e.write(ctx, start, e.renewed(start))

@@ -202,11 +202,13 @@ func steadyState(c *testenv.Cluster, cp *testenv.ControlPlane, base map[string]f
 	fmt.Printf("| each standby: requests/s | %.2f (Lease GET) | 0.20 |\n", get/2)
 	fmt.Printf("| each standby: writes/min | 0 | 0 |\n\n")
 
-	fmt.Printf("### Sidecar footprint in steady state\n\n| replica | resident memory | CPU seconds per hour |\n|---|---|---|\n")
+	fmt.Printf("### Sidecar footprint in steady state\n\n| replica | resident memory | of which heap and stacks (RssAnon) | of which the binary's pages (RssFile) | CPU seconds per hour |\n|---|---|---|---|---|\n")
 	for _, name := range c.Order {
 		rss, _ := c.Metric(name, "process_resident_memory_bytes")
 		cpu1, _ := c.Metric(name, "process_cpu_seconds_total")
-		fmt.Printf("| %s (%s) | %.1f MiB | %.1f |\n", name, roles[name], rss/(1<<20), (cpu1-cpu0[name])/idle.Hours())
+		st := procStatus(c.Pod(name).ContainerPID("forge-manager"))
+		fmt.Printf("| %s (%s) | %.1f MiB | %.1f MiB | %.1f MiB | %.1f |\n", name, roles[name], rss/(1<<20),
+			float64(st["RssAnon:"])/(1<<20), float64(st["RssFile:"])/(1<<20), (cpu1-cpu0[name])/idle.Hours())
 	}
 	fmt.Println()
 	return nil
@@ -255,18 +257,25 @@ func rates(a, b map[string]float64, d time.Duration) map[string]float64 {
 func sidecarHWM(c *testenv.Cluster) int64 {
 	var peak int64
 	for _, p := range c.All() {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.ContainerPID("forge-manager")))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				peak = max(peak, kb<<10)
-			}
-		}
+		peak = max(peak, procStatus(p.ContainerPID("forge-manager"))["VmHWM:"])
 	}
 	return peak
+}
+
+// procStatus reads the kB fields of /proc/PID/status, in bytes.
+func procStatus(pid int) map[string]int64 {
+	out := map[string]int64{}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[2] == "kB" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			out[f[0]] = kb << 10
+		}
+	}
+	return out
 }
 
 // initTimes runs `forge-manager init` -runs times on fresh directories,
