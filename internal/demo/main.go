@@ -133,6 +133,9 @@ func run(ctx context.Context) error {
 	fmt.Println()
 	out, _ := cp.Kubectl("get", "cardanoleaders,leases", "-n", "cardano")
 	fmt.Printf("$ kubectl get cardanoleaders,leases -n cardano\n%s\n", out)
+	if b, err := c.Get(third, "/status"); err == nil {
+		fmt.Printf("$ curl http://%s:8000/status   # the leader's own view\n%s\n", third, b)
+	}
 	all, err := c.Intervals()
 	if err != nil {
 		return err
