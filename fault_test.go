@@ -20,12 +20,8 @@ import (
 	"forge-manager/internal/testenv"
 )
 
-const (
-	lease  = 8 * time.Second // fastTiming
-	renew  = 5 * time.Second
-	retry  = time.Second
-	settle = 3 * time.Second // one forger must hold this long to count
-)
+// settle: one forger must hold this long to count.
+const settle = 3 * time.Second
 
 // unplanned is the bound for losing the leader without a handover:
 // LEASE_DURATION + RETRY_PERIOD + 1s, the target.

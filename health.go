@@ -46,7 +46,6 @@ type healthChecker struct {
 	mu       sync.Mutex
 	failures int
 	lastErr  string
-	lastRun  time.Time
 }
 
 func newHealthChecker(c *config, log *slog.Logger) *healthChecker {
@@ -91,7 +90,6 @@ func (h *healthChecker) probe(ctx context.Context, client *http.Client) error {
 func (h *healthChecker) record(err error) {
 	h.mu.Lock()
 	was := h.failures < h.threshold
-	h.lastRun = time.Now()
 	if err != nil {
 		h.failures++
 		h.lastErr = err.Error()
@@ -124,12 +122,6 @@ func (h *healthChecker) lastError() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.lastErr
-}
-
-func (h *healthChecker) consecutiveFailures() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.failures
 }
 
 // snapshot is what the loop last knew, for the HTTP handlers; written once

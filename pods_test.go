@@ -55,8 +55,15 @@ func testSecrets() map[string][]byte { return testenv.FakeKeys("secret") }
 // fastTiming keeps the fault tests short while keeping every ratio that
 // matters: LEASE_DURATION - RENEW_DEADLINE = 3s covers the dead-man probe
 // (1s period + 0.5s grace) with 1.5s to spare.
+const (
+	lease = 8 * time.Second
+	renew = 5 * time.Second
+	retry = time.Second
+)
+
 var fastTiming = map[string]string{
-	"LEASE_DURATION": "8s", "RENEW_DEADLINE": "5s", "RETRY_PERIOD": "1s", "SIGHUP_CONFIRM_TIMEOUT": "2s",
+	"LEASE_DURATION": lease.String(), "RENEW_DEADLINE": renew.String(), "RETRY_PERIOD": retry.String(),
+	"SIGHUP_CONFIRM_TIMEOUT": "2s",
 }
 
 type cluster struct {

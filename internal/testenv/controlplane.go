@@ -7,7 +7,6 @@ package testenv
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -208,17 +207,6 @@ func (cp *ControlPlane) Kubectl(args ...string) ([]byte, error) {
 	return out, nil
 }
 
-// KubectlIn runs kubectl with stdin.
-func (cp *ControlPlane) KubectlIn(stdin string, args ...string) ([]byte, error) {
-	cmd := exec.Command(cp.bins["kubectl"], append([]string{"--kubeconfig", cp.Kubeconfig}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return out, nil
-}
-
 func (cp *ControlPlane) writeKubeconfig() error {
 	cp.Kubeconfig = filepath.Join(cp.Dir, "admin.kubeconfig")
 	caFile := filepath.Join(cp.Dir, "ca.crt")
@@ -242,11 +230,6 @@ contexts:
   context: {cluster: test, user: user}
 current-context: test
 `, server, caFile, token)
-}
-
-// WriteKubeconfig writes a kubeconfig for token to path.
-func (cp *ControlPlane) WriteKubeconfig(path, token string) error {
-	return os.WriteFile(path, []byte(kubeconfig(cp.URL(), filepath.Join(cp.Dir, "ca.crt"), token)), 0o600)
 }
 
 // spawn starts a control plane process with its output in Dir/<name>.log.
@@ -352,6 +335,3 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
-
-// ErrNotRoot is returned where a simulation needs root (namespaces).
-var ErrNotRoot = errors.New("simulated pods need root (PID, mount and network namespaces): run as root")

@@ -19,6 +19,7 @@ package testenv
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -45,6 +46,9 @@ func HostIP(n int) string { return fmt.Sprintf("10.%d.%d.1", subnet, n) }
 
 // PodIP is pod n's own address.
 func PodIP(n int) string { return fmt.Sprintf("10.%d.%d.2", subnet, n) }
+
+// ErrNotRoot is returned where a simulation needs root (namespaces).
+var ErrNotRoot = errors.New("simulated pods need root (PID, mount and network namespaces): run as root")
 
 // PodSpec describes one block-producer pod.
 type PodSpec struct {
