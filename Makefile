@@ -25,8 +25,8 @@ TEST_TIMEOUT ?= 45m
 
 help:
 	@echo "make demo     three simulated replicas: election, failover, handover (root)"
-	@echo "make test     unit and integration tests against a real kube-apiserver"
-	@echo "make unit     everything but the fault injection (still a real API server)"
+	@echo "make test     every test: unit, then integration against a real kube-apiserver (root)"
+	@echo "make unit     the fast tests: state machine, election rules, simulated nodes (Go only, no root)"
 	@echo "make build    static binary ./forge-manager (PLATFORM=linux/arm64 to cross-build)"
 	@echo "make image    FROM scratch image with IMAGE_TOOL=buildah|podman|docker"
 	@echo "make bench    failover, handover, footprint and API-load figures"
@@ -37,11 +37,13 @@ help:
 build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_OF) go build $(GOFLAGS_BUILD) -o forge-manager .
 
+# Integration tests carry the build tag `integration`; everything else is a
+# unit test, run under the race detector in both.
 test: testenv
-	go test -count=1 -v -timeout $(TEST_TIMEOUT) ./...
+	go test -race -count=1 -v -tags integration -timeout $(TEST_TIMEOUT) ./...
 
-unit: testenv
-	go test -count=1 -short ./...
+unit:
+	go test -race -count=1 ./...
 
 testenv: $(FORGE_TESTENV_DIR)/kube-apiserver $(FORGE_TESTENV_DIR)/kubectl $(FORGE_TESTENV_DIR)/etcd
 

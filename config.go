@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -33,6 +34,7 @@ type config struct {
 	TargetKES, TargetVRF, TargetOpCert string
 	HeartbeatFile                      string
 	DeadmanBinary                      string
+	Probe                              deadmanProbe
 
 	LeaseName                                 string
 	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
@@ -110,8 +112,12 @@ var settings = []setting{
 	{"TARGET_KES_KEY", "/ipc/kes.skey", "Where cardano-node reads the KES key (its --shelley-kes-key).", false, path(func(c *config) *string { return &c.TargetKES })},
 	{"TARGET_VRF_KEY", "/ipc/vrf.skey", "Where cardano-node reads the VRF key (its --shelley-vrf-key).", false, path(func(c *config) *string { return &c.TargetVRF })},
 	{"TARGET_OP_CERT", "/ipc/node.cert", "Where cardano-node reads the certificate (its --shelley-operational-certificate).", false, path(func(c *config) *string { return &c.TargetOpCert })},
-	{"HEARTBEAT_FILE", "/ipc/forge-manager.heartbeat", "Written by run every loop; read by the dead-man probe (forge-manager deadman) in the node container.", false, path(func(c *config) *string { return &c.HeartbeatFile })},
+	{"HEARTBEAT_FILE", "", "Written by init and by run every pass; read by the dead-man probe. Default: DEADMAN_BINARY + .heartbeat (/ipc/forge-manager.heartbeat); the probe, run as that binary, finds it there without this variable.", false, path(func(c *config) *string { return &c.HeartbeatFile })},
 	{"DEADMAN_BINARY", "/ipc/forge-manager", "init copies this binary here so the node container's livenessProbe can run it. Empty: no copy.", true, optionalPath(func(c *config) *string { return &c.DeadmanBinary })},
+	{"DEADMAN_PROBE_PERIOD", "1s", "The node container's dead-man livenessProbe periodSeconds, as deployed: the loader checks the probe kills a node in time.", false, duration(func(c *config) *time.Duration { return &c.Probe.period }, time.Millisecond, time.Hour)},
+	{"DEADMAN_PROBE_FAILURE_THRESHOLD", "2", "Its failureThreshold (2: one slow exec on a loaded machine restarts nothing).", false, integer(func(c *config) *int { return &c.Probe.threshold }, 1, 100)},
+	{"DEADMAN_PROBE_TIMEOUT", "1s", "Its timeoutSeconds.", false, duration(func(c *config) *time.Duration { return &c.Probe.timeout }, time.Millisecond, time.Hour)},
+	{"DEADMAN_PROBE_GRACE", "1s", "Its probe-level terminationGracePeriodSeconds. Period x threshold + timeout + grace + 1s must fit in LEASE_DURATION - RENEW_DEADLINE.", false, duration(func(c *config) *time.Duration { return &c.Probe.grace }, 0, time.Hour)},
 
 	{"LEASE_NAME", "", "Lease name. Default: cardano-leader-{network}-{pool} with POOL_ID, else cardano-node-leader.", false, text(func(c *config) *string { return &c.LeaseName }, isObjectName)},
 	{"LEASE_DURATION", "15s", "A standby takes an unreleased Lease only after seeing it unchanged this long on its own clock. Whole seconds.", false, duration(func(c *config) *time.Duration { return &c.LeaseDuration }, time.Second, time.Hour)},
@@ -136,7 +142,7 @@ var settings = []setting{
 	{"NETWORK_MAGIC", "764824073", "Network magic. Default: the known network's (mainnet 764824073, preprod 1, preview 2); required for a custom network.", false, magic},
 	{"APPLICATION_TYPE", appBlockProducer, "block-producer, relay or monitoring. Relays and monitors never write credentials and never lead.", false, oneOf(func(c *config) *string { return &c.AppType }, appBlockProducer, appRelay, appMonitoring)},
 
-	{"ENABLE_CLUSTER_MANAGEMENT", "false", "Cluster-wide (multi-region) coordination. Not implemented in this version: true is refused rather than ignored.", false, boolean(func(c *config) *bool { return &c.ClusterManagement })},
+	{"ENABLE_CLUSTER_MANAGEMENT", "false", "Cluster-wide (multi-region) coordination. Not implemented in this version: true is refused rather than ignored. Without it, each StatefulSet runs its own election: run one per pool.", false, boolean(func(c *config) *bool { return &c.ClusterManagement })},
 	{"CLUSTER_REGION", "unknown", "Region of this StatefulSet (lowercase DNS label); a name part and a label.", false, text(func(c *config) *string { return &c.Region }, isDNSLabel)},
 	{"CLUSTER_PRIORITY", "100", "Region priority, 1..999, lower wins.", false, integer(func(c *config) *int { return &c.Priority }, 1, 999)},
 	{"CLUSTER_IDENTIFIER", "", "CardanoForgeCluster name. Default: {network}-{pool}-{region} with POOL_ID, else {network}-{region}.", false, text(func(c *config) *string { return &c.ClusterIdentifier }, isObjectName)},
@@ -211,7 +217,8 @@ func (c *config) validate(cmd string, inCluster bool, given, bad map[string]bool
 			add("KUBECONFIG is required by run outside a cluster (no KUBERNETES_SERVICE_HOST): point it at a kubeconfig file")
 		}
 	}
-	if !bad["LEASE_DURATION"] && !bad["RENEW_DEADLINE"] && !bad["RETRY_PERIOD"] && !bad["API_TIMEOUT"] {
+	if !anyBad(bad, "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "API_TIMEOUT", "DEADMAN_PROBE_PERIOD",
+		"DEADMAN_PROBE_FAILURE_THRESHOLD", "DEADMAN_PROBE_TIMEOUT", "DEADMAN_PROBE_GRACE") {
 		p = append(p, c.validateTiming(given)...)
 	}
 	if want, known := knownMagic[c.Network]; known && !bad["NETWORK_MAGIC"] {
@@ -224,14 +231,22 @@ func (c *config) validate(cmd string, inCluster bool, given, bad map[string]bool
 	if _, known := knownMagic[c.Network]; !known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] && !bad["CARDANO_NETWORK"] {
 		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
 	}
+	for _, name := range coordinationVars {
+		if given[name] && !c.ClusterManagement {
+			c.notices = append(c.notices, name+" has no effect while ENABLE_CLUSTER_MANAGEMENT is false: this StatefulSet runs its own election, and another region running its own forges too")
+		}
+	}
 	if c.ClusterManagement {
-		add(`ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented in this version; set it to false (forge-manager refuses rather than run without the protection you asked for)`)
+		add(`ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented in this version, so forge-manager refuses rather than run without the protection you asked for. Run the pool's block producers as one StatefulSet in one region: false in two regions gives two elections, so two forgers`)
 	}
 	if c.HealthTimeout >= c.HealthInterval && !bad["HEALTH_CHECK_TIMEOUT"] && !bad["HEALTH_CHECK_INTERVAL"] {
 		add(`HEALTH_CHECK_TIMEOUT="%s" must be shorter than HEALTH_CHECK_INTERVAL="%s"`, c.HealthTimeout, c.HealthInterval)
 	}
 	if c.ClusterNamespace == "" {
 		c.ClusterNamespace = c.Namespace
+	}
+	if c.HeartbeatFile == "" {
+		c.HeartbeatFile = heartbeatDefault(cmd, c.DeadmanBinary)
 	}
 	paths := map[string]string{}
 	for _, kv := range [][2]string{{"TARGET_KES_KEY", c.TargetKES}, {"TARGET_VRF_KEY", c.TargetVRF}, {"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket}} {
@@ -243,32 +258,47 @@ func (c *config) validate(cmd string, inCluster bool, given, bad map[string]bool
 	return p
 }
 
-// validateTiming enforces the election's timing rules (SPEC 3): together they
-// leave a replica that stopped renewing time to disable forging before any
-// other replica may take the Lease.
+// coordinationVars mean something only with cluster-wide coordination.
+var coordinationVars = []string{"CLUSTER_PRIORITY", "CLUSTER_IDENTIFIER", "CLUSTER_KUBECONFIG", "CLUSTER_NAMESPACE"}
+
+func anyBad(bad map[string]bool, names ...string) bool {
+	for _, n := range names {
+		if bad[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// validateTiming derives API_TIMEOUT and checks the timing rules of
+// lease.go (timingProblems), which leave a replica that stopped renewing time
+// to disable forging before any other replica may take the Lease.
 func (c *config) validateTiming(given map[string]bool) []string {
-	var p []string
-	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
-	ld, rd, rp := c.LeaseDuration, c.RenewDeadline, c.RetryPeriod
-	if ld%time.Second != 0 {
-		add(`LEASE_DURATION="%s" must be a whole number of seconds (the Lease stores leaseDurationSeconds)`, ld)
-	}
-	// 2s: after the deadline the leader unlinks, signals and confirms, and
-	// terminates the node 1s before a standby may take over (lease.go).
-	if ld < rd+2*time.Second {
-		add(`RENEW_DEADLINE="%s" must be shorter than LEASE_DURATION="%s" by at least 2s (time to disable forging before a standby may take over)`, rd, ld)
-	}
-	// Two renew attempts must fit in the deadline, so one failed request does
-	// not fence a healthy leader.
-	if rd < 2*rp {
-		add(`RETRY_PERIOD="%s" must be at most half of RENEW_DEADLINE="%s" (room for a retried renew)`, rp, rd)
-	}
 	if !given["API_TIMEOUT"] {
-		c.APITimeout = rd / 2
-	} else if c.APITimeout > rd/2 {
-		add(`API_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, c.APITimeout, rd)
+		c.APITimeout = c.RenewDeadline / 2
 	}
-	return p
+	return timingProblems(c.timing(), c.Probe)
+}
+
+// timing is the part of the configuration the election and the node side
+// run on.
+func (c *config) timing() timing {
+	return timing{lease: c.LeaseDuration, renew: c.RenewDeadline, retry: c.RetryPeriod, api: c.APITimeout, confirm: c.ConfirmTimeout}
+}
+
+// heartbeatDefault: beside the dead-man binary, so the probe, which runs as
+// that binary with the node container's environment, finds it by its own
+// path.
+func heartbeatDefault(cmd, deadmanBinary string) string {
+	if cmd == "deadman" {
+		if exe, err := os.Executable(); err == nil {
+			return exe + ".heartbeat"
+		}
+	}
+	if deadmanBinary != "" {
+		return deadmanBinary + ".heartbeat"
+	}
+	return "/ipc/forge-manager.heartbeat"
 }
 
 // configError carries every configuration problem; main prints one per line

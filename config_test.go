@@ -85,6 +85,12 @@ func TestConfigValues(t *testing.T) {
 		{"pool hex upper case", runEnv("POOL_ID_HEX", strings.Repeat("AB", 28)), func(c *config) bool { return len(c.PoolIDHex) == 56 }},
 		{"relay", runEnv("APPLICATION_TYPE", "relay"), func(c *config) bool { return c.AppType == appRelay }},
 		{"empty deadman binary disables the copy", runEnv("DEADMAN_BINARY", ""), func(c *config) bool { return c.DeadmanBinary == "" }},
+		{"heartbeat beside the dead-man binary", runEnv("DEADMAN_BINARY", "/run/fm/forge-manager"), func(c *config) bool { return c.HeartbeatFile == "/run/fm/forge-manager.heartbeat" }},
+		{"heartbeat by default", runEnv(), func(c *config) bool { return c.HeartbeatFile == "/ipc/forge-manager.heartbeat" }},
+		{"shipped probe", runEnv(), func(c *config) bool {
+			return c.Probe == deadmanProbe{period: time.Second, threshold: 2, timeout: time.Second, grace: time.Second}
+		}},
+		{"a faster probe buys a longer deadline", runEnv("RENEW_DEADLINE", "11s", "DEADMAN_PROBE_TIMEOUT", "500ms", "DEADMAN_PROBE_GRACE", "500ms"), func(c *config) bool { return c.RenewDeadline == 11*time.Second }},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -111,6 +117,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad duration", runEnv("LEASE_DURATION", "15x"), "run", `LEASE_DURATION="15x": want a duration like 15s or a number of seconds`},
 		{"negative duration", runEnv("RETRY_PERIOD", "-1s"), "run", `RETRY_PERIOD="-1s": want a duration`},
 		{"renew deadline past lease", runEnv("RENEW_DEADLINE", "20s"), "run", `RENEW_DEADLINE="20s" must be shorter than LEASE_DURATION="15s" by at least 2s`},
+		{"dead-man probe too slow for the margin", runEnv("RENEW_DEADLINE", "12s"), "run", `the dead-man probe kills the node up to 4s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="1s" x DEADMAN_PROBE_FAILURE_THRESHOLD="2" + DEADMAN_PROBE_TIMEOUT="1s" + DEADMAN_PROBE_GRACE="1s"); with 1s margin that must fit in LEASE_DURATION - RENEW_DEADLINE = 3s`},
+		{"probe threshold", runEnv("DEADMAN_PROBE_FAILURE_THRESHOLD", "0"), "run", `DEADMAN_PROBE_FAILURE_THRESHOLD="0": want a whole number from 1 to 100`},
+		{"cluster management refused without advising two elections", runEnv("ENABLE_CLUSTER_MANAGEMENT", "true"), "run", `false in two regions gives two elections, so two forgers`},
 		{"no margin", runEnv("RENEW_DEADLINE", "14s"), "run", `RENEW_DEADLINE="14s" must be shorter than LEASE_DURATION="15s" by at least 2s`},
 		{"retry too long", runEnv("RETRY_PERIOD", "6s"), "run", `RETRY_PERIOD="6s" must be at most half of RENEW_DEADLINE="10s"`},
 		{"lease not whole seconds", runEnv("LEASE_DURATION", "15.5s"), "run", `LEASE_DURATION="15.5s" must be a whole number of seconds`},
@@ -187,6 +196,25 @@ func TestConfigObsoleteVariables(t *testing.T) {
 	}
 	if len(c.notices) != 2 || !strings.Contains(c.notices[0], "SLEEP_INTERVAL is not used") {
 		t.Errorf("notices %q; want one per obsolete variable", c.notices)
+	}
+}
+
+// TestConfigCoordinationVariablesWarn: a CLUSTER_* coordination variable
+// set while cluster management is off is reported: this StatefulSet runs
+// its own election, whatever the variable says.
+func TestConfigCoordinationVariablesWarn(t *testing.T) {
+	c, err := loadConfig(runEnv("CLUSTER_PRIORITY", "10", "CLUSTER_KUBECONFIG", "/k", "CLUSTER_REGION", "eu").lookup, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(c.notices, "\n")
+	for _, name := range []string{"CLUSTER_PRIORITY", "CLUSTER_KUBECONFIG"} {
+		if !strings.Contains(got, name+" has no effect while ENABLE_CLUSTER_MANAGEMENT is false") {
+			t.Errorf("no notice for %s in %q", name, got)
+		}
+	}
+	if strings.Contains(got, "CLUSTER_REGION") {
+		t.Errorf("CLUSTER_REGION names objects and labels: no notice wanted, got %q", got)
 	}
 }
 

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // CardanoLeader status (crd.go) against the real API server, written with

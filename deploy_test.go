@@ -1,12 +1,16 @@
+//go:build integration
+
 package main
 
 // Tests of the manifests in deploy/ against the real API server: the CRDs'
 // schemas and the least-privilege Role.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -337,5 +341,105 @@ func TestAlertRules(t *testing.T) {
 	}
 	if strings.Join(dedented, "\n") != want {
 		t.Error("prometheusrule.yaml's groups differ from rules.yaml: regenerate one from the other")
+	}
+}
+
+// TestShippedProbeFitsTheBudget: in every shipped StatefulSet, the node
+// container's dead-man livenessProbe is what the sidecar's DEADMAN_PROBE_*
+// say it is (its environment, else the defaults), the loader accepts that
+// configuration (so the probe kills a node before another replica may take
+// over), and one slow exec restarts nothing (failureThreshold >= 2).
+func TestShippedProbeFitsTheBudget(t *testing.T) {
+	files, _ := filepath.Glob("deploy/examples/*/*.yaml")
+	seen := 0
+	for _, f := range files {
+		out, err := controlPlane(t).Kubectl("create", "--dry-run=client", "-o", "json", "-f", f)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, sts := range statefulSets(t, out) {
+			seen++
+			checkProbe(t, f, sts)
+		}
+	}
+	if seen < 3 {
+		t.Fatalf("checked %d StatefulSets; want the 3 shipped", seen)
+	}
+}
+
+type podContainer struct {
+	Name string `json:"name"`
+	Env  []struct {
+		Name  string `json:"name"`
+		Value string `json:"value"`
+	} `json:"env"`
+	LivenessProbe *struct {
+		Exec *struct {
+			Command []string `json:"command"`
+		} `json:"exec"`
+		PeriodSeconds                 int  `json:"periodSeconds"`
+		TimeoutSeconds                int  `json:"timeoutSeconds"`
+		FailureThreshold              int  `json:"failureThreshold"`
+		TerminationGracePeriodSeconds *int `json:"terminationGracePeriodSeconds"`
+	} `json:"livenessProbe"`
+}
+
+// statefulSets picks the StatefulSets' containers out of kubectl's JSON: one
+// object after another.
+func statefulSets(t *testing.T, out []byte) [][]podContainer {
+	var all [][]podContainer
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var o struct {
+			Kind string `json:"kind"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Containers []podContainer `json:"containers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := dec.Decode(&o); err == io.EOF {
+			return all
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if o.Kind == "StatefulSet" {
+			all = append(all, o.Spec.Template.Spec.Containers)
+		}
+	}
+}
+
+func checkProbe(t *testing.T, file string, containers []podContainer) {
+	t.Helper()
+	e := runEnv()
+	var probe *deadmanProbe
+	for _, c := range containers {
+		if c.Name == "forge-manager" {
+			for _, v := range c.Env {
+				if v.Value != "" {
+					e[v.Name] = v.Value
+				}
+			}
+		}
+		if lp := c.LivenessProbe; lp != nil && lp.Exec != nil && strings.HasSuffix(lp.Exec.Command[0], "forge-manager") {
+			if lp.TerminationGracePeriodSeconds == nil || lp.FailureThreshold < 2 {
+				t.Errorf("%s: dead-man probe %+v: want a probe-level terminationGracePeriodSeconds and failureThreshold >= 2", file, lp)
+				continue
+			}
+			sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+			probe = &deadmanProbe{period: sec(lp.PeriodSeconds), threshold: lp.FailureThreshold, timeout: sec(lp.TimeoutSeconds), grace: sec(*lp.TerminationGracePeriodSeconds)}
+		}
+	}
+	if probe == nil {
+		t.Fatalf("%s: no dead-man livenessProbe", file)
+	}
+	c, err := loadConfig(e.lookup, "run")
+	if err != nil {
+		t.Fatalf("%s: the sidecar's configuration: %v", file, err)
+	}
+	if c.Probe != *probe {
+		t.Errorf("%s: the probe deployed is %+v, the sidecar's DEADMAN_PROBE_* say %+v", file, *probe, c.Probe)
 	}
 }

@@ -1,94 +1,305 @@
 package main
 
-// The control loop of `forge-manager run`. Each iteration looks at the
-// world (node process, socket, forging gauge, Lease) and moves it towards
-// one rule: the node forges if and only if this replica leads, is eligible,
-// and renewed within RENEW_DEADLINE. It is level-triggered (SPEC 3
-// invariant 6): a restarted node, a missed signal or a file removed by hand
-// is just another difference to repair on the next iteration.
+// The forging state machine of `forge-manager run`, and the pass that
+// drives it. The node forges if and only if this replica leads, is
+// eligible, and renewed within RENEW_DEADLINE (SPEC 3).
 //
-// Node incarnations. A node process is identified by PID and start time. One
-// that started after this sidecar is taken to be non-producing (it must be
-// started with --start-as-non-producing-node) until we signal it. Its gauge
-// is read all the same: a 1 there is believed when it means "disable"
-// (fail closed), never as the confirmation of an enable we did not send
-// (cardano-node issues #6113 and #6576 report it reading 1 at boot). One
-// already running when this sidecar started is of unknown state and is asked
-// through its gauge.
+// One pass: observe the node (signal.go), elect (lease.go), compute the
+// leadership facts once, then ask decide() for one action at a time and
+// perform it until decide says there is nothing to do. decide is pure: the
+// node's state, what is wanted, the leadership facts and the time go in,
+// one action comes out, so every rule below has a table test
+// (forge_test.go). The pass is level-triggered (invariant 6): a restarted
+// node, a missed signal or a file removed by hand is another difference to
+// repair.
 //
-// Files. A node reads the three files at boot and exits if one is missing,
-// so they are in place whenever no node is up: while no process runs, and
-// while one boots (before its socket answers; a SIGHUP then would kill it).
-// Once the socket answers, only a forging leader keeps them.
+// What the node is doing is never assumed (invariant 4, "unknown is not
+// off"). A node is off only when it said 0 after our last signal, when it
+// was started non-producing after this sidecar and never signalled, or
+// when its process is gone. An enable that was delivered and not confirmed,
+// a node found running when this sidecar started, a gauge of 1 before any
+// signal, "cannot tell which process is the node": all unknown, disabled by
+// signal and confirmed, or killed. A replica never releases the Lease while
+// its node may forge.
 //
-// Signals. One SIGHUP at a time, each confirmed through the gauge within
-// SIGHUP_CONFIRM_TIMEOUT. An enable that is not confirmed is retried with
-// back-off. A disable that is not confirmed is retried while the Lease is
-// still ours; once the Lease could pass to another replica, the node is
-// killed instead (it restarts non-producing). A disable never waits for an
-// enable in flight: the files go first, and the gauge is read again after.
+// One SIGHUP at a time: cardano-node handles each on its own thread and the
+// last to finish wins, so a disable sent while an enable is in flight could
+// be undone by it. The files go at once; the disable SIGHUP waits for the
+// enable's confirmation or window, unless the Lease may pass first, and
+// then the node is killed instead.
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Loop timing. pollPending: how often the gauge is read while a SIGHUP
 // awaits confirmation (cardano-node answers within milliseconds).
-// socketRecheck: once the node's socket has answered, it is connected to
-// again only this often; each connect is a session the node opens and logs.
+// maxActions: the longest chain one pass needs (place, SIGHUP; or remove,
+// SIGHUP; or kill, release) with room to spare.
 const (
 	pollPending   = 100 * time.Millisecond
 	maxBackoff    = 30 * time.Second
 	socketRecheck = 30 * time.Second
+	maxActions    = 4
 )
 
-type tristate int8
+// forgeState is what this replica knows of its node's forging.
+type forgeState int8
 
 const (
-	unknown tristate = iota
-	off
-	on
+	stateUnknown   forgeState = iota // cannot tell: may be forging
+	stateOff                         // certainly not forging
+	stateEnabling                    // an enable SIGHUP awaits confirmation
+	stateOn                          // forging, as the node said after our signal
+	stateDisabling                   // a disable SIGHUP awaits confirmation
 )
 
-func (t tristate) String() string { return [...]string{"unknown", "off", "on"}[t] }
+func (f forgeState) String() string {
+	return [...]string{"unknown", "off", "enabling", "on", "disabling"}[f]
+}
+
+// presence is what /proc and the socket say of the node process.
+type presence int8
+
+const (
+	nodeAbsent    presence = iota // no process of that name (and /proc was readable)
+	nodeHidden                    // none visible, yet the socket answers: no shared process namespace
+	nodeAmbiguous                 // cannot tell which process is the node
+	nodeBooting                   // found; its socket has not answered yet
+	nodeUp                        // found, and its socket answered
+)
+
+// action is one step decide asks for.
+type action int8
+
+const (
+	actNone    action = iota
+	actPlace          // write the credentials into place
+	actRemove         // unlink the credentials
+	actEnable         // SIGHUP with the credentials in place
+	actDisable        // SIGHUP with the credentials gone
+	actKill           // SIGKILL: the node's forging ends with it; it restarts non-producing
+	actRelease        // give the Lease up
+)
+
+func (a action) String() string {
+	return [...]string{"none", "place", "remove", "enable", "disable", "kill", "release"}[a]
+}
+
+// forgeInput is everything decide looks at.
+type forgeInput struct {
+	now          time.Time
+	producer     bool // APPLICATION_TYPE block-producer: the only kind that writes, signals or kills
+	want         bool // leading, trusted epoch, eligible
+	stepDown     bool // leading but not eligible: release once the node is off
+	node         presence
+	state        forgeState
+	sent         time.Time // when the SIGHUP in flight was sent
+	files        fileState
+	sources      bool // valid credentials to place
+	unlinkFailed bool // the last removal failed: a SIGHUP now would enable
+	loaded       bool // the node runs with the current credentials
+	retryAt      time.Time
+	confirm      time.Duration // SIGHUP_CONFIRM_TIMEOUT
+	stopBy       time.Time     // leadership.stopBy: zero if this pod never held the Lease
+}
+
+// decide is the forging state machine: one action for the node's state,
+// what is wanted, the leadership and the time. Pure; every rule is a row in
+// forge_test.go.
+func decide(in forgeInput) action {
+	switch {
+	case !in.producer:
+		return actNone // relays and monitors never touch their node
+	case in.node == nodeAmbiguous:
+		// Which process to signal cannot be told: the dead-man probe covers
+		// a node that may forge (health.go).
+		return in.release()
+	case in.node == nodeHidden:
+		if in.files != filesAbsent && !in.unlinkFailed {
+			return actRemove // keys for a node we cannot signal: never
+		}
+		return actNone
+	case in.node != nodeUp:
+		// No node, or one booting: it reads the files at boot, and a SIGHUP
+		// before its socket answers kills it.
+		if in.files != filesCurrent && in.sources {
+			return actPlace
+		}
+		return in.release()
+	case in.state == stateDisabling:
+		switch {
+		case in.now.Before(in.killAt()):
+			return actNone // confirming; nothing else while a signal is in flight
+		case in.want:
+			in.state = stateUnknown // leading again: what the disable did no longer matters
+			return decideOn(in)
+		}
+		return actKill // invariant 5: not confirmed in time
+	case in.want:
+		return decideOn(in)
+	}
+	return decideOff(in)
+}
+
+func decideOn(in forgeInput) action {
+	switch {
+	case in.state == stateEnabling:
+		return actNone // confirming
+	case in.files != filesCurrent:
+		return actPlace
+	case in.state == stateOn && in.loaded:
+		return actNone
+	case in.now.Before(in.retryAt):
+		return actNone // the last enable did not take: back off
+	}
+	return actEnable // off, unknown, or on with other credentials
+}
+
+func decideOff(in forgeInput) action {
+	switch {
+	case in.files != filesAbsent && !in.unlinkFailed:
+		return actRemove // first the files: a SIGHUP with them present enables
+	case in.state == stateOff:
+		return in.release()
+	case in.files != filesAbsent:
+		return actKill // the unlink failed: no SIGHUP can disable this node
+	case in.state == stateEnabling:
+		// One SIGHUP at a time: the enable's window first, unless the Lease
+		// may pass before it ends.
+		if !in.stopBy.IsZero() && !in.now.Before(in.stopBy) {
+			return actKill
+		}
+		return actNone
+	}
+	return actDisable // on or unknown: a disable from unknown always signals
+}
+
+// release gives the Lease up when stepping down with the node off.
+func (in forgeInput) release() action {
+	if in.stepDown && in.state == stateOff {
+		return actRelease
+	}
+	return actNone
+}
+
+// killAt is when an unconfirmed disable ends with the node killed:
+// SIGHUP_CONFIRM_TIMEOUT after the signal, and never later than stopBy. A
+// replica that never held the Lease has no stopBy and gives its node the
+// whole timeout (a node whose gauge reads 1 at boot, cardano-node #6113).
+func (in forgeInput) killAt() time.Time {
+	at := in.sent.Add(in.confirm)
+	if !in.stopBy.IsZero() && in.stopBy.Before(at) {
+		at = in.stopBy
+	}
+	return at
+}
+
+// reading is what the node's gauge said in one look.
+type reading int8
+
+const (
+	readNone reading = iota // could not be read, or not exactly 0 or 1
+	readOff
+	readOn
+)
 
 // nodeState is what the loop knows of the current node incarnation.
 type nodeState struct {
-	proc        nodeProc
-	found       bool
-	fresh       bool // started after this sidecar: non-producing until signalled
-	signalled   bool // we sent this incarnation a SIGHUP: its gauge is trusted
-	up          bool // a connect() to its socket succeeded: it may be signalled
-	seenAt      time.Time
-	socketAt    time.Time // last connect() to the socket
-	socketFails int       // consecutive failed connects since it answered
-	forging     tristate
-	confirmed   bool   // forging was read from the node's gauge
-	loaded      string // digest of the credentials it last enabled with
-	pending     *hup
-	failures    int // consecutive unconfirmed enables
-	retryAt     time.Time
-	signalErr   error // EPERM: not eligible while it lasts
-	metricErr   error
-	findErr     error
-	waitWarned  bool // SOCKET_WAIT_TIMEOUT passed, said once
-	bootWarned  bool // forging before any signal, said once
+	proc      nodeProc
+	presence  presence
+	fresh     bool // started after this sidecar: booted non-producing
+	signalled bool // we sent this incarnation a SIGHUP
+	state     forgeState
+	sent      time.Time // the SIGHUP in flight
+	before    reading   // the gauge when it was sent: only a change confirms
+	lastRead  reading   // the gauge at the last look
+	sending   string    // the credentials digest an enable in flight carries
+	loaded    string    // the digest the node runs with; "" unknown
+	failures  int       // consecutive enables that did not take
+	retryAt   time.Time
+
+	seenAt, socketAt time.Time
+	socketFails      int // consecutive failed connects since it answered
+	gaugeErr         error
+	gaugeErrSince    time.Time
+	signalErr        error // the last signal failed (EPERM, ...): not eligible
+	findErr          error
+	unlinkFailed     bool
 }
 
-// hup is a SIGHUP awaiting confirmation.
-type hup struct {
-	want bool
-	sent time.Time
+// mayForge: anything but certainly off.
+func (n *nodeState) mayForge() bool { return n.state != stateOff }
+
+// confirm moves the state by what the gauge said at now (invariants 4, 5).
+// A reading confirms a signal only as a change from what the gauge said
+// when it was sent: a 1 after an enable sent to a node already at 1 (new
+// keys loaded into a forging node, a gauge that read 1 at boot) proves
+// nothing, nor does a 0 after a disable sent at 0. Those wait for the whole
+// window, in which cardano-node has handled the signal, and are then
+// judged by the reading.
+func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
+	n.lastRead = r
+	over := now.Sub(n.sent) >= window
+	switch {
+	case n.state == stateEnabling && r == readOn && (n.before == readOff || over):
+		n.state, n.loaded, n.failures = stateOn, n.sending, 0
+	case n.state == stateEnabling && over:
+		// Delivered and not confirmed: unknown, never off.
+		n.state = stateUnknown
+		n.failures++
+		n.retryAt = now.Add(backoff(n.failures, window))
+	case n.state == stateEnabling:
+	case n.state == stateDisabling && r == readOff && (n.before == readOn || over):
+		n.state = stateOff
+	case n.state == stateDisabling:
+	case r == readOn && n.fresh && !n.signalled:
+		// A 1 before our first signal: believed for a disable, never taken
+		// as an enable we did not send (cardano-node #6113, #6576).
+		n.state = stateUnknown
+	case r == readOn:
+		n.state = stateOn
+	case r == readOff && n.state == stateOn:
+		n.state, n.loaded = stateOff, "" // it stopped on its own: retry, backing off
+		n.failures++
+		n.retryAt = now.Add(backoff(n.failures, window))
+	case r == readOff:
+		n.state = stateOff
+	}
+	// readNone otherwise: the node changes forging only on a SIGHUP, so what
+	// it said last still holds.
+}
+
+// confirmBlind is confirm without a gauge (NODE_METRICS_URL=""): a
+// delivered signal counts as done, an enable only once its window has
+// passed, so a disable never overtakes it.
+func (n *nodeState) confirmBlind(now time.Time, window time.Duration) {
+	if n.state == stateEnabling && now.Sub(n.sent) >= window {
+		n.state, n.loaded = stateOn, n.sending
+	}
+}
+
+// adopt records what a node found forging runs with: the files on disk.
+func (n *nodeState) adopt(files fileState, digest string) {
+	if n.state == stateOn && n.loaded == "" {
+		n.loaded = "unknown"
+		if files == filesCurrent {
+			n.loaded = digest
+		}
+	}
+}
+
+func backoff(failures int, base time.Duration) time.Duration {
+	d := base
+	for i := 1; i < failures && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
 }
 
 // sidecar is the state of `forge-manager run`.
@@ -97,24 +308,28 @@ type sidecar struct {
 	t      tenant
 	log    *slog.Logger
 	now    func() time.Time
+	sleep  func(time.Duration)
 	el     *elector
-	proc   procFS
+	node   *nodeTracker
 	creds  []credential
 	status *statusWriter
 	health *healthChecker
 	m      *metricSet
 	hb     heartbeat
 
-	selfStart uint64 // our own start time in clock ticks, to tell fresh node incarnations
-	node      nodeState
-	sources   [][]byte
-	digest    string
-	sourceErr error
-	leading   bool // as of the last iteration, for transition logs
-	forging   bool // confirmed, as of the last iteration
-	why       string
-	lastLoop  atomic.Int64 // unix nanos of the last completed iteration, for /healthz
-	view      atomic.Pointer[snapshot]
+	producer bool
+	sources  [][]byte
+	digest   string
+	stopping bool
+	leading  bool // as of the last pass, for transition logs
+	released bool // the last leadership ended by our release
+	why      string
+
+	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
+	hbWritten                                                    bool // this process wrote a heartbeat
+	inherit                                                      inheritance
+
+	view atomic.Pointer[snapshot]
 }
 
 // runSidecar wires the sidecar and runs it until ctx ends (SIGTERM), then
@@ -132,14 +347,18 @@ func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) erro
 	if c.PodUID == "" {
 		identity = c.PodName + "_" + randomID()
 	}
-	s := newSidecar(c, t, log, time.Now)
-	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: t.Lease, labels: t.Labels}, identity, c, s.now)
+	host, err := newHostNode(procFS{root: "/proc", self: os.Getpid()}, c.NodeProcessName, c.NodeSocket, c.NodeMetricsURL)
+	if err != nil {
+		return err
+	}
+	s := newSidecar(c, t, log, time.Now, host)
+	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: t.Lease, labels: t.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(&kubeLeaders{rc: client, c: c, name: t.Leader, labels: t.Labels}, c.PodName, identity)
 	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+t.Lease,
 		"leader_object", t.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
 		"renew_deadline", c.RenewDeadline.String(), "retry_period", c.RetryPeriod.String(), "uid", os.Getuid())
 	for _, n := range c.notices {
-		log.Warn("ignoring a variable of the predecessor", "notice", n)
+		log.Warn("configuration notice", "notice", n)
 	}
 	srv, err := serveHTTP(c.MetricsPort, s)
 	if err != nil {
@@ -150,16 +369,21 @@ func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) erro
 	return s.run(ctx)
 }
 
-func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time) *sidecar {
+func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time, host nodeAccess) *sidecar {
 	s := &sidecar{
-		cfg: c, t: t, log: log, now: now,
-		proc:  procFS{root: "/proc", self: os.Getpid()},
-		creds: credentials(c),
-		hb:    heartbeat{path: c.HeartbeatFile},
+		cfg: c, t: t, log: log, now: now, sleep: time.Sleep,
+		creds:    credentials(c),
+		producer: c.AppType == appBlockProducer,
 	}
-	_, s.selfStart, _, _ = s.proc.stat(os.Getpid())
+	s.hb = heartbeat{path: c.HeartbeatFile, pod: c.PodName, files: targets(s.creds), clock: boottime}
 	s.health = newHealthChecker(c, log)
 	s.m = newMetricSet(c, s)
+	s.inherit = inheritFrom(c.HeartbeatFile)
+	s.node = newNodeTracker(host, c.NodeProcessName, c.ConfirmTimeout, c.SocketWaitTimeout, c.NodeMetricsURL != "", log, s.m)
+	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
+	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}
+	s.statusTrouble = trouble{what: "CardanoLeader status writes failing", ok: "CardanoLeader status writes working again"}
+	s.heartbeatTrouble = trouble{what: "cannot write the heartbeat; the dead-man probe will restart the node", ok: "heartbeat written again"}
 	return s
 }
 
@@ -179,362 +403,238 @@ func (s *sidecar) run(ctx context.Context) error {
 // iterate is one pass: observe, elect, act, report. It returns how long to
 // sleep before the next pass.
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
-	now := s.now()
 	s.readSources()
-	s.observeNode(ctx, now)
-	why := s.ineligible()
+	s.node.observe(ctx, s.now())
+	now := s.now() // after observing, which can take a second or two
+	why := s.ineligible(now)
+	// Invariant 1: past its renew deadline a replica disables forging
+	// before it makes any API call.
+	if f := s.facts(now); f.held && !f.leading {
+		s.reconcile(ctx, now, f, why)
+	}
 	if s.el.due(now) {
-		if err := s.el.step(ctx, why == ""); err != nil {
-			s.m.apiError(apiOp(err))
-			s.log.Debug("lease", "err", err)
+		s.elect(ctx, now, why == "")
+	}
+	// The leadership facts, once, for every decision of the pass; the
+	// report reads them again after the actions (a release changes them).
+	now = s.now()
+	s.reconcile(ctx, now, s.facts(now), why)
+	f := s.facts(now)
+	s.noteTransitions(now, f, why)
+	s.report(ctx, now, f)
+	return s.nextWake(now, f)
+}
+
+// elect runs one election step, cut at the node's stopBy while it may forge.
+func (s *sidecar) elect(ctx context.Context, now time.Time, eligible bool) {
+	cctx, cancel := s.apiContext(ctx, s.facts(now))
+	defer cancel()
+	err := s.el.step(cctx, eligible)
+	if err != nil {
+		s.m.apiError(apiOp(err))
+	}
+	if raceLost(err) {
+		err = nil // another replica wrote first: the election working, not failing
+	}
+	s.leaseTrouble.set(s.log, err)
+}
+
+// apiContext bounds API calls (invariant 1): while this replica's node may
+// still forge, no call runs past the moment it must have stopped.
+func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context, context.CancelFunc) {
+	if !f.stopBy.IsZero() && s.node.n.mayForge() {
+		return context.WithTimeout(ctx, f.stopBy.Sub(s.now()))
+	}
+	return context.WithCancel(ctx)
+}
+
+// facts is the elector's leadership, with what a previous sidecar process
+// of this pod promised still standing until this one has renewed the Lease
+// itself or seen its node off.
+func (s *sidecar) facts(now time.Time) leadership {
+	f := s.el.facts(now)
+	if s.inherit.active && (f.held || !s.node.n.mayForge()) {
+		s.inherit.active = false
+	}
+	if s.inherit.active {
+		by := now.Add(s.inherit.until - s.hb.clock() - killMargin)
+		if f.stopBy.IsZero() || by.Before(f.stopBy) {
+			f.stopBy = by
 		}
 	}
-	now = s.now()
-	leading := s.el.leading(now)
-	want := leading && why == "" && s.el.epochTrusted()
-	s.reconcile(ctx, now, want)
-	if leading && why != "" && s.nodeOff() {
-		s.releaseLease(ctx, why)
-		leading = false
+	return f
+}
+
+// reconcile performs decide's actions until there is nothing to do. A
+// release is always the last.
+func (s *sidecar) reconcile(ctx context.Context, now time.Time, f leadership, why string) {
+	for range maxActions {
+		in := s.forgeInput(now, f, why)
+		a := decide(in)
+		if a == actNone || !s.perform(ctx, now, f, in, a, why) {
+			return
+		}
 	}
-	s.noteTransitions(now, leading, why)
-	s.report(ctx, now, leading)
-	return s.nextWake(now)
+}
+
+// forgeInput gathers what decide looks at.
+func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput {
+	n := &s.node.n
+	in := forgeInput{
+		now: now, producer: s.producer,
+		want:     f.leading && f.trusted && why == "",
+		stepDown: f.leading && why != "",
+		node:     n.presence, state: n.state, sent: n.sent,
+		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
+		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy,
+	}
+	if s.producer {
+		in.files = inspect(s.creds, s.sources)
+		n.adopt(in.files, s.digest)
+		in.loaded = n.loaded == s.digest
+	}
+	return in
+}
+
+// perform carries out one action; false ends the pass's actions.
+func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in forgeInput, a action, why string) bool {
+	switch a {
+	case actPlace:
+		return s.placeCreds()
+	case actRemove:
+		s.node.n.unlinkFailed = !s.removeCreds()
+		return true
+	case actEnable:
+		// The dead-man probe must hear from this process before its node
+		// may forge.
+		if !s.hbWritten && !s.writeHeartbeat(f) {
+			return false
+		}
+		return s.node.hup(now, true, s.digest)
+	case actDisable:
+		return s.node.hup(now, false, "")
+	case actKill:
+		reason := "the node did not confirm the disable before SIGHUP_CONFIRM_TIMEOUT or before another replica may take the Lease"
+		if in.unlinkFailed {
+			reason = "the credential files could not be removed, so no SIGHUP can disable it"
+		}
+		return s.node.kill(reason)
+	case actRelease:
+		s.releaseLease(ctx, now, f, why)
+	}
+	return false
 }
 
 // readSources re-reads the Secret's files each pass: a rotated key is picked
 // up without a restart, and a broken Secret makes the replica ineligible.
 func (s *sidecar) readSources() {
-	if s.cfg.AppType != appBlockProducer {
+	if !s.producer {
 		return
 	}
 	data, digest, err := readSources(s.creds)
-	if err != nil {
-		if s.sourceErr == nil || s.sourceErr.Error() != err.Error() {
-			s.log.Error("credentials unusable; not eligible to forge", "err", err)
-		}
-		s.sourceErr = err
-		return
-	}
-	if s.sourceErr != nil {
-		s.log.Info("credentials usable again")
-	}
-	s.sources, s.digest, s.sourceErr = data, digest, nil
-}
-
-// observeNode finds the node incarnation, checks its socket and reads its
-// gauge where the gauge is trusted.
-func (s *sidecar) observeNode(ctx context.Context, now time.Time) {
-	p, err := s.proc.findNode(s.cfg.NodeProcessName)
-	n := &s.node
-	if err != nil {
-		if n.found {
-			s.log.Warn("node process gone", "pid", n.proc.PID)
-		} else if n.findErr == nil || n.findErr.Error() != err.Error() {
-			s.log.Info("node process not found", "name", s.cfg.NodeProcessName, "err", err)
-		}
-		*n = nodeState{findErr: err, forging: off, seenAt: n.seenAt}
-		return
-	}
-	if !n.found || p != n.proc {
-		fresh := p.Start >= s.selfStart
-		*n = nodeState{proc: p, found: true, fresh: fresh, seenAt: now, forging: unknown}
-		if fresh {
-			n.forging = off
-		}
-		s.log.Info("node process found", "pid", p.PID, "started_after_sidecar", fresh)
-		// Signal 0 checks permission without effect: a node we may not
-		// signal must never be made leader (SPEC 2: same UID or CAP_KILL).
-		if err := s.proc.signal(p, 0); errors.Is(err, errNotSignalable) {
-			n.signalErr = err
-			s.log.Error("cannot signal the node; not eligible to forge", "err", err)
-		}
-	}
-	if !n.up || now.Sub(n.socketAt) >= socketRecheck {
-		n.socketAt = now
-		if socketAnswers(s.cfg.NodeSocket) {
-			if !n.up {
-				s.log.Info("node socket answers", "pid", p.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
-			}
-			n.up, n.socketFails = true, 0
-		} else if n.up {
-			n.socketFails++
-		}
-	}
-	if !n.up && !n.waitWarned && now.Sub(n.seenAt) > s.cfg.SocketWaitTimeout {
-		n.waitWarned = true
-		s.log.Warn("node socket still not answering; still waiting", "pid", p.PID, "socket", s.cfg.NodeSocket,
-			"waited", now.Sub(n.seenAt).Round(time.Second).String())
-	}
-	if s.cfg.NodeMetricsURL == "" || !n.up {
-		return
-	}
-	v, err := readForging(ctx, s.cfg.NodeMetricsURL)
-	if err != nil {
-		if n.metricErr == nil {
-			s.log.Warn("cannot read the node's forging gauge", "err", err)
-		}
-		n.metricErr = err
-		return
-	}
-	n.metricErr, n.confirmed = nil, true
-	n.forging = off
-	if v {
-		n.forging = on
-		if n.fresh && !n.signalled && !n.bootWarned {
-			n.bootWarned = true
-			s.log.Warn("node reports forging although it was never signalled: is it started with --start-as-non-producing-node? (or cardano-node issue #6113); treating it as forging",
-				"pid", p.PID)
-		}
+	s.sourceTrouble.set(s.log, err)
+	if err == nil {
+		s.sources, s.digest = data, digest
+	} else {
+		s.sources, s.digest = nil, ""
 	}
 }
 
 // ineligible says why this replica may not forge now ("" if it may).
-func (s *sidecar) ineligible() string {
-	n := &s.node
+func (s *sidecar) ineligible(now time.Time) string {
+	n := &s.node.n
 	switch {
-	case s.cfg.AppType != appBlockProducer:
+	case !s.producer:
 		return "application type " + s.cfg.AppType + " never forges"
-	case s.sourceErr != nil:
-		return "credentials unusable: " + s.sourceErr.Error()
-	case !n.found:
+	case s.stopping:
+		return "shutting down"
+	case s.sources == nil:
+		return "credentials unusable: " + errString(s.sourceTrouble.err)
+	case n.presence == nodeAbsent:
 		return "node process not found"
+	case n.presence == nodeHidden:
+		return fmt.Sprintf("the node's socket answers but no process named %s is visible: the pod needs shareProcessNamespace: true", s.cfg.NodeProcessName)
+	case n.presence == nodeAmbiguous:
+		return errString(n.findErr)
 	case n.signalErr != nil:
 		return n.signalErr.Error()
-	case !n.up:
+	case n.presence == nodeBooting:
 		return "node socket not answering yet"
 	case n.socketFails >= s.cfg.HealthThreshold:
 		return "node socket stopped answering"
+	case s.heartbeatTrouble.err != nil:
+		return "cannot write the heartbeat, so the dead-man probe could not stop this node: " + s.heartbeatTrouble.err.Error()
+	case n.gaugeErr != nil && now.Sub(n.gaugeErrSince) >= s.cfg.ConfirmTimeout:
+		return fmt.Sprintf("the node's forging gauge has been unreadable for %s, so no signal can be confirmed (%v): enable its Prometheus endpoint or fix NODE_METRICS_URL",
+			now.Sub(n.gaugeErrSince).Round(time.Second), n.gaugeErr)
 	case !s.health.healthy():
 		return "health check failing: " + s.health.lastError()
 	}
 	return ""
 }
 
-// reconcile moves the node towards want.
-func (s *sidecar) reconcile(ctx context.Context, now time.Time, want bool) {
-	if s.cfg.AppType != appBlockProducer {
-		return
-	}
-	n := &s.node
-	switch {
-	case !n.found && socketAnswers(s.cfg.NodeSocket):
-		// A node answers that we cannot see: the pod lacks
-		// shareProcessNamespace. It must not have keys we cannot take back.
-		s.removeCreds()
-	case !n.found || !n.up:
-		s.placeCreds() // for its boot; no signal before the socket answers
-	case want:
-		s.enable(now)
-	default:
-		s.disable(now)
-	}
-}
-
-// enable keeps the files current and the node forging.
-func (s *sidecar) enable(now time.Time) {
-	n := &s.node
-	changed := s.placeCreds()
-	if p := n.pending; p != nil {
-		if !p.want { // a disable in flight: let it finish first
-			s.checkDisable(now, p)
-			return
-		}
-		switch {
-		case n.forging == on && n.confirmed:
-			n.pending, n.failures, n.loaded = nil, 0, s.digest
-			s.log.Info("forging enabled, confirmed by the node", "pid", n.proc.PID, "took", now.Sub(p.sent).Round(time.Millisecond).String())
-		case s.cfg.NodeMetricsURL == "":
-			n.pending, n.loaded, n.forging = nil, s.digest, on // nothing to ask: a delivered signal counts
-		case now.Sub(p.sent) < s.cfg.ConfirmTimeout:
-			return
-		default:
-			n.pending = nil
-			n.failures++
-			n.retryAt = now.Add(backoff(n.failures, s.cfg.ConfirmTimeout))
-			s.log.Warn("node did not confirm forging; will retry", "pid", n.proc.PID, "attempts", n.failures,
-				"retry_in", n.retryAt.Sub(now).Round(time.Millisecond).String(), "gauge_err", errString(n.metricErr))
-			return
-		}
-	}
-	if n.fresh && !n.signalled {
-		// A gauge of 1 before our first signal is no confirmation (#6113):
-		// enable explicitly.
-		if !now.Before(n.retryAt) {
-			s.hup(now, true)
-		}
-		return
-	}
-	if n.forging == on && n.loaded == "" && !changed {
-		n.loaded = s.digest // forging already (we restarted): adopt what is on disk
-	}
-	if n.forging == on && !changed && n.loaded == s.digest {
-		return
-	}
-	if now.Before(n.retryAt) {
-		return
-	}
-	s.hup(now, true)
-}
-
-// disable takes the files away and makes sure the node stops forging.
-func (s *sidecar) disable(now time.Time) {
-	n := &s.node
-	s.removeCreds()
-	if p := n.pending; p != nil && !p.want {
-		s.checkDisable(now, p)
-		return
-	}
-	if p := n.pending; p != nil && p.want {
-		// An enable in flight is overtaken: the files are gone, and this
-		// signal's handler may finish before or after that one's; the gauge
-		// is read again on every pass.
-		n.pending = nil
-		s.hup(now, false)
-		return
-	}
-	if n.forging == off {
-		return
-	}
-	s.hup(now, false)
-}
-
-// checkDisable confirms a pending disable or escalates (SPEC 3 invariant 5).
-func (s *sidecar) checkDisable(now time.Time, p *hup) {
-	n := &s.node
-	switch {
-	case n.forging == off && (n.confirmed || s.cfg.NodeMetricsURL == ""):
-		n.pending = nil
-		s.log.Info("forging disabled, confirmed by the node", "pid", n.proc.PID, "took", now.Sub(p.sent).Round(time.Millisecond).String())
-	case s.cfg.NodeMetricsURL == "":
-		n.pending, n.forging = nil, off
-	case now.Before(s.killDeadline(now, p)):
-	case s.el.leading(now):
-		// Still ours: no other replica can start, so ask again.
-		s.log.Warn("node did not confirm the disable; signalling again", "pid", n.proc.PID)
-		n.pending = nil
-		s.hup(now, false)
-	default:
-		s.terminateNode(now, "disable not confirmed before another replica may take the Lease")
-	}
-}
-
-// killDeadline is when an unconfirmed disable ends in terminating the node:
-// SIGHUP_CONFIRM_TIMEOUT after the signal, and never later than the last
-// moment before a standby may take the Lease (if that moment has passed, the
-// first unconfirmed look is enough).
-func (s *sidecar) killDeadline(now time.Time, p *hup) time.Time {
-	d := p.sent.Add(s.cfg.ConfirmTimeout)
-	if !s.el.leading(now) {
-		if stop := s.el.mustStopBy(); stop.Before(d) {
-			d = stop
-		}
-	}
-	return d
-}
-
-// hup sends one SIGHUP after the files were set for want.
-func (s *sidecar) hup(now time.Time, want bool) {
-	n := &s.node
-	err := s.proc.signal(n.proc, unix.SIGHUP)
-	if errors.Is(err, errNotSignalable) {
-		if n.signalErr == nil {
-			s.log.Error("cannot signal the node; not eligible to forge", "err", err)
-		}
-		n.signalErr = err
-		return
-	}
-	if err != nil {
-		s.log.Warn("SIGHUP failed", "err", err)
-		return
-	}
-	n.signalErr = nil
-	n.signalled = true
-	n.pending = &hup{want: want, sent: now}
-	reason := "disable"
-	if want {
-		reason = "enable"
-	}
-	s.m.sighup(reason)
-	s.log.Debug("SIGHUP sent", "pid", n.proc.PID, "reason", reason)
-}
-
-// terminateNode kills the node: its forging threads stop with it, and the
-// kubelet restarts it non-producing. SIGKILL, not SIGTERM, because a
-// graceful shutdown may outlast the Lease.
-func (s *sidecar) terminateNode(now time.Time, why string) {
-	n := &s.node
-	err := s.proc.signal(n.proc, unix.SIGKILL)
-	s.log.Error("terminating the node", "pid", n.proc.PID, "why", why, "err", errString(err))
-	s.m.nodeTerminated()
-	if err == nil || errors.Is(err, errNodeNotFound) {
-		n.pending, n.forging = nil, off
-	}
-}
-
-// placeCreds writes every credential that is missing or differs; it
-// reports whether any was written.
+// placeCreds writes every credential that is missing or differs; false if
+// one could not be written.
 func (s *sidecar) placeCreds() bool {
-	if s.sources == nil {
-		return false // nothing valid to write; what is there stays
-	}
-	changed := false
+	ok := true
 	for i, cr := range s.creds {
 		wrote, err := ensureFile(cr.target, s.sources[i])
 		if err != nil {
 			s.log.Error("cannot write credential", "file", cr.targetVar, "err", err)
+			ok = false
 			continue
 		}
 		if wrote {
-			changed = true
 			s.m.credentialOp("write", cr.targetVar)
 		}
 	}
-	return changed
+	return ok
 }
 
-func (s *sidecar) removeCreds() {
+// removeCreds unlinks every credential; false if one could not be removed.
+func (s *sidecar) removeCreds() bool {
+	ok := true
 	for _, cr := range s.creds {
 		removed, err := removeFile(cr.target)
 		if err != nil {
 			s.log.Error("cannot remove credential", "file", cr.targetVar, "err", err)
+			ok = false
 		}
 		if removed {
 			s.m.credentialOp("remove", cr.targetVar)
 		}
 	}
-}
-
-// nodeOff: the node certainly is not forging (no process, or confirmed off
-// with nothing in flight).
-func (s *sidecar) nodeOff() bool {
-	n := &s.node
-	return !n.found || (n.forging == off && n.pending == nil)
+	return ok
 }
 
 // releaseLease gives the Lease up once the node is off, so a healthy
-// replica takes over at once instead of waiting for expiry.
-func (s *sidecar) releaseLease(ctx context.Context, why string) {
+// replica takes over at once instead of waiting for expiry. The status says
+// so first, while this replica still leads.
+func (s *sidecar) releaseLease(ctx context.Context, now time.Time, f leadership, why string) {
+	s.syncStatus(ctx, now, f, why)
 	if err := s.el.release(ctx); err != nil {
 		s.m.apiError(apiOp(err))
 		s.log.Warn("could not release the Lease; it will expire", "err", err)
 		return
 	}
+	s.released = true
 	s.log.Info("released the Lease", "why", why)
 }
 
 // noteTransitions logs and counts real changes, once each.
-func (s *sidecar) noteTransitions(now time.Time, leading bool, why string) {
-	forging := s.node.forging == on && s.node.pending == nil && (s.node.confirmed || s.cfg.NodeMetricsURL == "")
-	if leading != s.leading {
+func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
+	if f.leading != s.leading {
 		s.m.leadershipChange()
-		if leading {
-			s.log.Info("acquired the Lease", "epoch", s.el.epoch().String())
-		} else if !s.el.renewedAt.IsZero() && !now.Before(s.el.fenceAt()) {
+		switch {
+		case f.leading:
+			s.released = false
+			s.log.Info("acquired the Lease", "epoch", f.epoch.String())
+		case s.released:
+		case f.holder == s.el.identity && !now.Before(f.fenceAt):
 			s.m.fenced()
 			s.log.Warn("fenced: no successful renew within RENEW_DEADLINE; forging disabled", "renew_deadline", s.cfg.RenewDeadline.String())
-		} else {
-			s.log.Info("lost the Lease", "holder", s.el.holder())
+		default:
+			s.log.Warn("lost the Lease", "holder", f.holder, "missing", s.el.observed.missing)
 		}
 	}
 	if why != s.why && why != "" {
@@ -542,96 +642,100 @@ func (s *sidecar) noteTransitions(now time.Time, leading bool, why string) {
 	} else if why != s.why {
 		s.log.Info("eligible to forge")
 	}
-	s.leading, s.forging, s.why = leading, forging, why
+	s.leading, s.why = f.leading, why
 }
+
+// writeHeartbeat tells the dead-man probe how long it may leave the node
+// alone, counted from the moment of writing.
+func (s *sidecar) writeHeartbeat(f leadership) bool {
+	err := s.hb.write(s.heartbeatValidity(s.now(), f), s.node.n.mayForge())
+	s.heartbeatTrouble.set(s.log, err)
+	s.hbWritten = s.hbWritten || err == nil
+	return err == nil
+}
+
+// forging is what this replica reports: the node confirmed it (or, without
+// a gauge, the signal was delivered).
+func (s *sidecar) forging() bool { return s.node.n.state == stateOn }
 
 // report writes the heartbeat, the CardanoLeader status (leader only, on
 // change) and the snapshot behind /status and /metrics.
-func (s *sidecar) report(ctx context.Context, now time.Time, leading bool) {
-	if s.cfg.AppType == appBlockProducer {
-		if err := s.hb.write(s.heartbeatValidity(now, leading), s.cfg.PodName); err != nil {
-			s.log.Error("cannot write the heartbeat; the dead-man probe will restart the node", "file", s.cfg.HeartbeatFile, "err", err)
-		}
+func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
+	if s.producer {
+		s.writeHeartbeat(f)
 	}
-	if leading {
-		s.syncStatus(ctx, now, s.forging, s.why)
+	if f.leading {
+		s.syncStatus(ctx, now, f, s.why)
 	} else {
 		s.status.forget()
 	}
-	s.publish(now, leading)
-	s.lastLoop.Store(now.UnixNano())
+	s.publish(now, f)
 }
 
-func (s *sidecar) syncStatus(ctx context.Context, now time.Time, forging bool, why string) {
-	cctx, cancel := s.el.callContext(ctx)
+// syncStatus writes the CardanoLeader status. Only a leader calls it: a
+// fenced ex-leader's view is stale and would overwrite its successor's.
+func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, why string) {
+	actx, acancel := s.apiContext(ctx, f)
+	defer acancel()
+	cctx, cancel := s.el.callContext(actx)
 	defer cancel()
-	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: forging, why: why, epoch: s.el.epoch()})
+	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forging(), why: why, epoch: f.epoch})
 	if err != nil {
 		s.m.apiError(apiOp(err))
-		s.log.Debug("CardanoLeader status", "err", err)
 	} else if wrote {
-		s.log.Debug("CardanoLeader status written", "forging", forging)
+		s.log.Debug("CardanoLeader status written", "forging", s.forging())
 	}
+	s.statusTrouble.set(s.log, err)
 }
 
 // nextWake is how long the loop may sleep: until the next election round,
-// the renew deadline, or the next look at a pending signal.
-func (s *sidecar) nextWake(now time.Time) time.Duration {
-	if s.node.pending != nil {
+// the renew deadline, the node's stopBy, or the next look at a signal.
+func (s *sidecar) nextWake(now time.Time, f leadership) time.Duration {
+	n := &s.node.n
+	if n.state == stateEnabling || n.state == stateDisabling {
 		return pollPending
 	}
 	wait := s.el.wakeAt(now).Sub(now)
-	if !s.node.up {
-		wait = min(wait, s.cfg.RetryPeriod) // look for the node's socket
+	if n.presence != nodeUp {
+		wait = min(wait, s.cfg.RetryPeriod) // look for the node and its socket
+	}
+	if n.mayForge() && !f.leading && f.stopBy.After(now) {
+		wait = min(wait, f.stopBy.Sub(now))
 	}
 	return max(wait, time.Millisecond)
 }
 
 // shutdownBudget: the handover on SIGTERM, inside the 30s grace period of
-// the shipped manifests. A disable gets SIGHUP_CONFIRM_TIMEOUT, then a kill,
-// then the release one API_TIMEOUT.
+// the shipped manifests: a disable gets SIGHUP_CONFIRM_TIMEOUT, then a
+// kill, then the release one API_TIMEOUT.
 func (s *sidecar) shutdownBudget() time.Duration {
-	return s.cfg.ConfirmTimeout + s.cfg.APITimeout + 2*time.Second
+	return s.cfg.ConfirmTimeout + s.cfg.APITimeout + shutdownSlack
 }
 
-// shutdown is the graceful handover (SPEC 3 invariant 7): disable, confirm,
-// then release the Lease so a standby takes over within one retry.
+// shutdown is the graceful handover (invariant 7): the same passes with
+// "shutting down" as the reason not to forge, so the node is disabled,
+// confirmed or killed, and only then the Lease released. No election step
+// runs: nothing is renewed or taken.
 func (s *sidecar) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownBudget())
 	defer cancel()
-	holder := s.el.holder() == s.el.identity
-	if holder || !s.nodeOff() {
-		s.log.Info("stopping: disabling forging before handing over")
-		for ctx.Err() == nil {
-			now := s.now()
-			s.observeNode(ctx, now)
-			if s.cfg.AppType == appBlockProducer && s.node.found && s.node.up {
-				s.disable(now)
-			}
-			if s.nodeOff() || !s.node.up {
-				break
-			}
-			time.Sleep(pollPending)
+	s.stopping = true
+	s.log.Info("stopping: disabling forging before handing over")
+	deadline := s.now().Add(s.shutdownBudget())
+	for {
+		now := s.now()
+		s.node.observe(ctx, now)
+		s.reconcile(ctx, now, s.facts(now), s.ineligible(now))
+		f := s.facts(now)
+		if !s.producer || (!s.node.n.mayForge() && !f.leading) || !now.Before(deadline) {
+			break
 		}
+		s.sleep(pollPending)
 	}
-	if !s.nodeOff() && s.node.up {
-		s.terminateNode(s.now(), "disable not confirmed before shutdown")
-	}
-	if holder {
-		s.syncStatus(ctx, s.now(), false, "shutting down")
-		s.releaseLease(ctx, "shutting down")
-	}
-	s.report(ctx, s.now(), false)
-	s.log.Info("stopped")
+	now := s.now()
+	s.report(ctx, now, s.facts(now))
+	s.log.Info("stopped", "node_forging_state", s.node.n.state.String())
 	return nil
-}
-
-func backoff(failures int, base time.Duration) time.Duration {
-	d := base
-	for i := 1; i < failures && d < maxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, maxBackoff)
 }
 
 func errString(err error) string {
@@ -639,12 +743,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// randomID stands in for POD_UID outside a cluster, so two runs of the same
-// pod name are still two holders.
-func randomID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

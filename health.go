@@ -12,9 +12,10 @@ package main
 // Dead-man timing, at the defaults (README has the table): the leader's last
 // renew starts at s and its heartbeat says "credentials may stay until
 // s+10s" (RENEW_DEADLINE). If the sidecar then freezes or dies, the probe
-// (periodSeconds 2, failureThreshold 1) fails by s+12s and the kubelet kills
-// the node (probe terminationGracePeriodSeconds 1) by about s+13s, before a
-// standby may take the Lease at s+15s.
+// (periodSeconds 1, failureThreshold 2, timeoutSeconds 1) fails by s+13s and
+// the kubelet kills the node (probe terminationGracePeriodSeconds 1) by
+// s+14s, a second (killMargin) before another replica may take the Lease at
+// s+15s. The loader checks this budget from DEADMAN_PROBE_* (lease.go).
 
 import (
 	"context"
@@ -151,41 +152,39 @@ type snapshot struct {
 	renewedAt  time.Time
 	fenceAt    time.Time
 	lastChange time.Time
+	passAt     time.Time // when the pass that wrote it ended, on the monotonic clock
 }
 
 // publish builds the snapshot at the end of a pass.
-func (s *sidecar) publish(now time.Time, leading bool) {
-	ep := s.el.epoch()
+func (s *sidecar) publish(now time.Time, f leadership) {
+	n := &s.node.n
 	v := &snapshot{
 		Pod: s.cfg.PodName, Identity: s.el.identity, Eligible: s.why == "", Reason: s.why,
-		Holder: s.el.holder(), Lease: s.cfg.Namespace + "/" + s.t.Lease, Epoch: ep.Transitions, LeaseUID: ep.UID,
-		Forging: s.forging, ForgingState: s.node.forging.String(), NodePID: s.node.proc.PID, NodeUp: s.node.up,
+		Holder: f.holder, Lease: s.cfg.Namespace + "/" + s.t.Lease, Epoch: f.epoch.Transitions, LeaseUID: f.epoch.UID,
+		Forging: s.forging(), ForgingState: n.state.String(), NodePID: n.proc.PID, NodeUp: n.presence == nodeUp,
 		Network: s.t.Network, PoolID: s.t.PoolID, Region: s.t.Region, Version: version,
-		renewedAt: s.el.renewedAt, fenceAt: s.el.fenceAt(),
+		renewedAt: s.el.renewedAt, fenceAt: f.fenceAt, passAt: now,
 	}
 	v.Role = "standby"
 	switch {
-	case leading:
+	case f.leading:
 		v.Role = "leader"
 	case s.why != "":
 		v.Role = "ineligible"
 	}
-	if !s.el.renewedAt.IsZero() {
+	if f.held {
 		age := int64(now.Sub(s.el.renewedAt) / time.Second)
 		v.RenewAgeSeconds = &age
 	}
-	if old := s.view.Load(); old != nil {
+	v.lastChange = now
+	if old := s.view.Load(); old != nil && old.Role == v.Role && old.Forging == v.Forging {
 		v.lastChange = old.lastChange
-		if old.Role != v.Role || old.Forging != v.Forging {
-			v.lastChange = now
-		}
-	} else {
-		v.lastChange = now
 	}
 	v.LastTransition = v.lastChange.UTC().Format(time.RFC3339)
 	// Ready: the node is up and this replica's state is settled: a leader
-	// forging with confirmation, anyone else with nothing in flight.
-	v.ready = s.node.up && s.node.pending == nil && (leading == s.forging || s.cfg.AppType != appBlockProducer)
+	// forging with confirmation, anyone else with its node certainly off.
+	settled := n.state == stateOn || n.state == stateOff
+	v.ready = !s.producer || (v.NodeUp && settled && f.leading == v.Forging)
 	s.view.Store(v)
 }
 
@@ -228,14 +227,19 @@ func onlyGetHead(h http.Handler) http.Handler {
 
 // handleHealthz: the loop is alive, and a leader is within its renew
 // deadline. A stuck loop (no pass for LEASE_DURATION) gets the sidecar
-// restarted by the kubelet.
+// restarted by the kubelet. Ages are on the monotonic clock.
 func (s *sidecar) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	last := time.Unix(0, s.lastLoop.Load())
-	if age := time.Since(last); s.lastLoop.Load() == 0 || age > s.cfg.LeaseDuration {
+	v := s.view.Load()
+	if v == nil {
+		http.Error(w, "starting: no pass yet", http.StatusServiceUnavailable)
+		return
+	}
+	now := s.now()
+	if age := now.Sub(v.passAt); age > s.cfg.LeaseDuration {
 		http.Error(w, fmt.Sprintf("control loop stuck: last pass %s ago", age.Round(time.Second)), http.StatusServiceUnavailable)
 		return
 	}
-	if v := s.view.Load(); v != nil && v.Role == "leader" && time.Now().After(v.fenceAt) {
+	if v.Role == "leader" && now.After(v.fenceAt) {
 		http.Error(w, "leader past its renew deadline", http.StatusServiceUnavailable)
 		return
 	}
@@ -267,16 +271,27 @@ func (s *sidecar) handleStatus(w http.ResponseWriter, r *http.Request) {
 	enc.Encode(v)
 }
 
-// heartbeat is the file the dead-man probe reads. It holds the instant,
-// on CLOCK_BOOTTIME (one clock for every container on the machine, and one
-// that runs through a suspend, as other machines' clocks do), after which
-// the node must not be holding credentials unless the sidecar renews it.
-type heartbeat struct{ path string }
+// heartbeat is the file the dead-man probe reads. It is the sidecar's
+// promise: "until this instant I can stop my node in time myself; after it,
+// if the node holds credentials or may be forging, restart it". The instant
+// is on CLOCK_BOOTTIME, one clock for every container on the machine and
+// one that runs through a suspend, as other machines' clocks do. The record
+// names the files it speaks for: the probe runs with the node container's
+// environment, which need not name them.
+type heartbeat struct {
+	path  string
+	pod   string
+	files []string
+	clock func() time.Duration // boottime; tests run a simulated one
+}
 
 type heartbeatRecord struct {
-	UntilBoottimeNS int64  `json:"until_boottime_ns"`
-	Pod             string `json:"pod"`
-	PID             int    `json:"pid"`
+	UntilBoottimeNS int64    `json:"until_boottime_ns"`
+	Boot            bool     `json:"boot,omitempty"`    // written by init: no sidecar pass yet
+	Forging         bool     `json:"forging,omitempty"` // the node may be forging
+	Files           []string `json:"files"`
+	Pod             string   `json:"pod"`
+	PID             int      `json:"pid"`
 }
 
 func boottime() time.Duration {
@@ -285,10 +300,11 @@ func boottime() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// write records that credentials may stay for `valid` from now. Not
-// fsynced: it matters only while the machine runs.
-func (h heartbeat) write(valid time.Duration, pod string) error {
-	b, _ := json.Marshal(heartbeatRecord{UntilBoottimeNS: int64(boottime() + valid), Pod: pod, PID: os.Getpid()})
+// write records that credentials may stay, and the node forge, for `valid`
+// from now. Not fsynced: it matters only while the machine runs.
+func (h heartbeat) write(valid time.Duration, mayForge bool) error {
+	b, _ := json.Marshal(heartbeatRecord{UntilBoottimeNS: int64(h.clock() + valid), Forging: mayForge,
+		Files: h.files, Pod: h.pod, PID: os.Getpid()})
 	tmp := filepath.Join(filepath.Dir(h.path), "."+filepath.Base(h.path)+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
@@ -296,34 +312,101 @@ func (h heartbeat) write(valid time.Duration, pod string) error {
 	return os.Rename(tmp, h.path)
 }
 
-// heartbeatValidity: a leader's credentials may stay until its renew
-// deadline; anyone else's only until a lease duration from now (they are
-// there only while the node boots).
-func (s *sidecar) heartbeatValidity(now time.Time, leading bool) time.Duration {
-	if leading {
-		return s.el.fenceAt().Sub(now)
+// bootHeartbeat is init's record: the keys are in place for the node's
+// boot, and no sidecar has run. A node started non-producing cannot forge
+// until a sidecar signals it, and a sidecar writes its own record first.
+func bootHeartbeat(c *config) []byte {
+	b, _ := json.Marshal(heartbeatRecord{Boot: true, Files: targets(credentials(c)), Pod: c.PodName, PID: os.Getpid()})
+	return b
+}
+
+// heartbeatValidity is how long the probe may leave the node alone:
+//   - a node that may forge and that the sidecar cannot stop (it cannot tell
+//     which process is the node, or signals fail): not at all; the kubelet
+//     restarts the node container, which knows its own process;
+//   - a leader: until its renew deadline (dead-man timing above);
+//   - a node that may forge after this replica held the Lease: until
+//     stopBy less the probe's budget, so a dead sidecar's node is killed
+//     before another replica may take over;
+//   - anyone else: a lease duration (their keys are there only while the
+//     node boots).
+func (s *sidecar) heartbeatValidity(now time.Time, f leadership) time.Duration {
+	v := s.validity(now, f)
+	if s.inherit.active { // never beyond what the previous process promised
+		v = min(v, s.inherit.until-s.hb.clock())
+	}
+	return v
+}
+
+func (s *sidecar) validity(now time.Time, f leadership) time.Duration {
+	n := &s.node.n
+	switch {
+	case n.mayForge() && n.presence != nodeBooting && (n.presence == nodeAmbiguous || n.signalErr != nil):
+		return 0 // a node replaying its ledger (socket not yet open) is not forging
+	case f.leading:
+		return f.fenceAt.Sub(now)
+	case n.mayForge() && !f.stopBy.IsZero():
+		return max(f.stopBy.Sub(now)-s.cfg.Probe.budget(), 0)
 	}
 	return s.cfg.LeaseDuration
 }
 
-// runDeadman is the livenessProbe of the node container: exit 1 (restart the
-// node) when a credential file is present and the heartbeat ran out; exit 0
-// otherwise. No heartbeat at all means no sidecar ever ran, so the node was
-// never told to forge.
-func runDeadman(c *config, w io.Writer) error {
-	present := anyPresent(c.TargetKES, c.TargetVRF, c.TargetOpCert)
-	b, err := os.ReadFile(c.HeartbeatFile)
-	if os.IsNotExist(err) || !present {
-		fmt.Fprintf(w, "ok: credentials present %t, heartbeat present %t\n", present, err == nil)
-		return nil
-	}
+// inheritance is the last heartbeat of a previous sidecar process in this
+// pod (a container restart): when that process last renewed is unknown, so
+// its promise stands until this one has renewed or seen the node off.
+type inheritance struct {
+	active bool
+	until  time.Duration // CLOCK_BOOTTIME
+}
+
+// inheritFrom reads the heartbeat left at path. init's boot record leaves
+// nothing: no sidecar ran, so no node was told to forge. One missing or
+// unreadable promised nothing that still holds.
+func inheritFrom(path string) inheritance {
+	b, err := os.ReadFile(path)
 	var rec heartbeatRecord
-	if err != nil || json.Unmarshal(b, &rec) != nil {
-		return fmt.Errorf("dead-man: credentials present and heartbeat %s unreadable", c.HeartbeatFile)
+	if err == nil && json.Unmarshal(b, &rec) == nil {
+		return inheritance{active: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS)}
 	}
-	if left := time.Duration(rec.UntilBoottimeNS) - boottime(); left < 0 {
-		return fmt.Errorf("dead-man: credentials present and the sidecar's heartbeat ran out %s ago: restart the node so it comes back non-producing", (-left).Round(time.Millisecond))
+	return inheritance{active: true}
+}
+
+// runDeadman is the livenessProbe of the node container.
+func runDeadman(c *config, w io.Writer) error {
+	msg, err := deadman(c.HeartbeatFile, targets(credentials(c)), boottime())
+	if err != nil {
+		return err
 	}
-	fmt.Fprintln(w, "ok: heartbeat current")
+	fmt.Fprintln(w, msg)
 	return nil
+}
+
+// deadman fails (restart the node) while credentials the heartbeat speaks
+// for are present, or the node may be forging, and the heartbeat ran out,
+// is missing or is unreadable. fallback are the files to look at without a
+// readable heartbeat; now is CLOCK_BOOTTIME.
+func deadman(path string, fallback []string, now time.Duration) (string, error) {
+	b, err := os.ReadFile(path)
+	var rec heartbeatRecord
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	files := fallback
+	if err == nil && len(rec.Files) > 0 {
+		files = rec.Files
+	}
+	if !anyPresent(files...) && !rec.Forging {
+		return "ok: no credentials in place", nil
+	}
+	switch left := time.Duration(rec.UntilBoottimeNS) - now; {
+	case os.IsNotExist(err):
+		return "", fmt.Errorf("dead-man: credentials present and no heartbeat at %s (init writes one, the sidecar renews it): restart the node so it comes back non-producing", path)
+	case err != nil:
+		return "", fmt.Errorf("dead-man: credentials present and heartbeat %s unreadable", path)
+	case rec.Boot:
+		return "ok: credentials in place for the node's boot; no sidecar pass yet", nil
+	case left < 0:
+		return "", fmt.Errorf("dead-man: the sidecar's heartbeat ran out %s ago with credentials present or the node forging: restart the node so it comes back non-producing", (-left).Round(time.Millisecond))
+	}
+	return "ok: heartbeat current", nil
 }

@@ -19,10 +19,15 @@ func testSidecar(t *testing.T, kv ...string) (*sidecar, *fakeClock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := &fakeClock{t: time.Now()}
-	s := newSidecar(c, resolveTenant(c), slog.New(slog.NewJSONHandler(io.Discard, nil)), clock.now)
-	s.el = newElector(nil, "bp-0_uid", c, clock.now)
+	clock := newClock()
+	s := newSidecar(c, resolveTenant(c), slog.New(slog.NewJSONHandler(io.Discard, nil)), clock.now, newSimNode("bp-0", clock, nil))
+	s.el = newElector(nil, "bp-0_uid", c.timing(), clock.now)
 	return s, clock
+}
+
+// lead makes s the leader as of now, renewed now.
+func lead(s *sidecar, now time.Time) {
+	s.el.holding, s.el.renewedAt = true, now
 }
 
 func get(t *testing.T, h http.Handler, method, path string) (int, string) {
@@ -42,11 +47,9 @@ func TestHTTPEndpoints(t *testing.T) {
 		}
 	}
 	// A leader, forging, confirmed.
-	s.el.renewedAt = clock.now()
-	s.node = nodeState{found: true, up: true, forging: on, confirmed: true, proc: nodeProc{PID: 42}}
-	s.forging = true
-	s.publish(clock.now(), true)
-	s.lastLoop.Store(time.Now().UnixNano())
+	lead(s, clock.now())
+	s.node.n = nodeState{presence: nodeUp, state: stateOn, proc: nodeProc{PID: 42}}
+	s.publish(clock.now(), s.el.facts(clock.now()))
 	tests := []struct {
 		method, path string
 		code         int
@@ -81,21 +84,26 @@ func TestHTTPEndpoints(t *testing.T) {
 	}
 }
 
-// TestHealthzFails: a stuck loop, or a leader past its renew deadline.
+// TestHealthzFails: a stuck loop, or a leader past its renew deadline,
+// judged on the loop's own monotonic clock, not the wall clock (the clock
+// here is 1970 plus a little: a wall-clock age would be 56 years).
 func TestHealthzFails(t *testing.T) {
 	s, clock := testSidecar(t)
 	h := s.handler()
-	s.el.renewedAt = clock.now()
-	s.publish(clock.now(), true)
-	s.lastLoop.Store(time.Now().Add(-16 * time.Second).UnixNano())
-	if code, body := get(t, h, "GET", "/healthz"); code != 503 || !strings.Contains(body, "stuck") {
-		t.Errorf("stuck loop: %d %q; want 503", code, body)
+	lead(s, clock.now())
+	s.publish(clock.now(), s.el.facts(clock.now()))
+	if code, body := get(t, h, "GET", "/healthz"); code != 200 {
+		t.Fatalf("a leader that just passed: %d %q; want 200", code, body)
 	}
-	s.lastLoop.Store(time.Now().UnixNano())
-	s.el.renewedAt = time.Now().Add(-11 * time.Second) // past RENEW_DEADLINE
-	s.publish(clock.now(), true)
+	clock.advance(9 * time.Second)
+	s.publish(clock.now(), leadership{leading: true, fenceAt: clock.now().Add(-time.Millisecond)})
 	if code, body := get(t, h, "GET", "/healthz"); code != 503 || !strings.Contains(body, "renew deadline") {
 		t.Errorf("leader past its deadline: %d %q; want 503", code, body)
+	}
+	s.publish(clock.now(), leadership{})
+	clock.advance(16 * time.Second)
+	if code, body := get(t, h, "GET", "/healthz"); code != 503 || !strings.Contains(body, "stuck") {
+		t.Errorf("stuck loop: %d %q; want 503", code, body)
 	}
 }
 
@@ -105,23 +113,23 @@ func TestReadyz(t *testing.T) {
 		name    string
 		node    nodeState
 		leading bool
-		forging bool
 		ready   bool
 	}{
-		{"standby, node off", nodeState{found: true, up: true, forging: off}, false, false, true},
-		{"node booting", nodeState{found: true, up: false}, false, false, false},
-		{"leader not yet forging", nodeState{found: true, up: true, forging: off, pending: &hup{want: true}}, true, false, false},
-		{"leader forging", nodeState{found: true, up: true, forging: on, confirmed: true}, true, true, true},
-		{"standby still disabling", nodeState{found: true, up: true, forging: on, pending: &hup{}}, false, false, false},
+		{"standby, node off", nodeState{presence: nodeUp, state: stateOff}, false, true},
+		{"node booting", nodeState{presence: nodeBooting, state: stateOff}, false, false},
+		{"leader not yet forging", nodeState{presence: nodeUp, state: stateEnabling}, true, false},
+		{"leader forging", nodeState{presence: nodeUp, state: stateOn}, true, true},
+		{"standby still disabling", nodeState{presence: nodeUp, state: stateDisabling}, false, false},
+		{"standby, node state unknown", nodeState{presence: nodeUp, state: stateUnknown}, false, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s, clock := testSidecar(t)
-			s.node, s.forging = tc.node, tc.forging
+			s.node.n = tc.node
 			if tc.leading {
-				s.el.renewedAt = clock.now()
+				lead(s, clock.now())
 			}
-			s.publish(clock.now(), tc.leading)
+			s.publish(clock.now(), s.el.facts(clock.now()))
 			code, body := get(t, s.handler(), "GET", "/readyz")
 			if (code == 200) != tc.ready {
 				t.Errorf("readyz %d %q; want ready %v", code, body, tc.ready)
@@ -134,7 +142,7 @@ func TestReadyz(t *testing.T) {
 // the tenant labels.
 func TestMetricsSeries(t *testing.T) {
 	s, clock := testSidecar(t)
-	s.publish(clock.now(), false)
+	s.publish(clock.now(), leadership{})
 	s.m.apiError(apiOp(wrapAPI("update", "lease", "ns", "x", errors.New("boom"))))
 	_, body := get(t, s.handler(), "GET", "/metrics")
 	for _, series := range []string{
@@ -144,6 +152,8 @@ func TestMetricsSeries(t *testing.T) {
 		`forge_manager_api_errors_total{pod="bp-0",cardano_network="mainnet",pool_id="mypool",pool_ticker="MYPL",application_type="block-producer",cluster_region="unknown",operation="update"} 1`,
 		"forge_manager_node_process_found{", "forge_manager_build_info{", "forge_manager_eligible{",
 		"forge_manager_node_terminations_total{", "process_resident_memory_bytes", "# TYPE cardano_forging_enabled gauge",
+		`forge_manager_node_forging_state{pod="bp-0",cardano_network="mainnet",pool_id="mypool",pool_ticker="MYPL",application_type="block-producer",cluster_region="unknown",state="unknown"} 1`,
+		`state="off"} 0`, `state="enabling"} 0`, `state="on"} 0`, `state="disabling"} 0`,
 	} {
 		if !strings.Contains(body, series) {
 			t.Errorf("/metrics lacks %s", series)

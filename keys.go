@@ -45,6 +45,15 @@ func credentials(c *config) []credential {
 	}
 }
 
+// targets are the paths the node reads the credentials from.
+func targets(creds []credential) []string {
+	out := make([]string, len(creds))
+	for i, cr := range creds {
+		out[i] = cr.target
+	}
+	return out
+}
+
 // slotOf names the variable that should hold an envelope of the given type,
 // so a key in the wrong slot is reported with both variables.
 var slotOf = map[string]string{"KesSigningKey": "SOURCE_KES_KEY", "VrfSigningKey": "SOURCE_VRF_KEY", "NodeOperationalCertificate": "SOURCE_OP_CERT"}
@@ -119,28 +128,46 @@ func plainPathError(err error) error {
 // temporary file created with the final mode (0600 for keys, so never
 // readable by others, even for an instant), written, fsynced, renamed over
 // path with renameat, then the directory fsynced so the rename survives a
-// crash. A failure leaves the previous file as it was.
+// crash. A failure leaves the previous file as it was. Whatever was at path
+// (a link, a FIFO) is replaced, never written through.
 func writeAtomic(path string, data []byte, mode uint32) error {
-	return writeAtomicWith(path, mode, func(f *os.File) error {
-		_, err := f.Write(data)
+	st, err := stage(path, mode, writeBytes(data))
+	if err != nil {
 		return err
-	})
+	}
+	return commit([]*staged{st})
 }
 
-// writeAtomicWith is writeAtomic with the content written by fill.
-func writeAtomicWith(path string, mode uint32, fill func(*os.File) error) error {
+func writeBytes(data []byte) func(*os.File) error {
+	return func(f *os.File) error {
+		_, err := f.Write(data)
+		return err
+	}
+}
+
+// staged is a file written and synced under a temporary name beside its
+// target, not yet renamed into place.
+type staged struct {
+	path, dir, base, tmp, backup string
+	dfd                          int
+}
+
+// stage writes a temporary file for path with content from fill. On error
+// nothing is left behind.
+func stage(path string, mode uint32, fill func(*os.File) error) (*staged, error) {
 	dir, base := filepath.Split(path)
 	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
+		return nil, fmt.Errorf("open directory %s: %w", dir, err)
 	}
-	defer unix.Close(dfd)
-	tmp := fmt.Sprintf(".%s.tmp-%d-%d", base, os.Getpid(), time.Now().UnixNano())
-	fd, err := unix.Openat(dfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode)
+	st := &staged{path: path, dir: dir, base: base, dfd: dfd,
+		tmp: fmt.Sprintf(".%s.tmp-%d-%d", base, os.Getpid(), time.Now().UnixNano())}
+	fd, err := unix.Openat(dfd, st.tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC|unix.O_NOFOLLOW, mode)
 	if err != nil {
-		return fmt.Errorf("create temporary file in %s: %w", dir, err)
+		unix.Close(dfd)
+		return nil, fmt.Errorf("create temporary file in %s: %w", dir, err)
 	}
-	f := os.NewFile(uintptr(fd), tmp)
+	f := os.NewFile(uintptr(fd), st.tmp)
 	// The umask can only take bits away; Chmod makes the mode exact.
 	err = f.Chmod(os.FileMode(mode))
 	if err == nil {
@@ -152,26 +179,97 @@ func writeAtomicWith(path string, mode uint32, fill func(*os.File) error) error 
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = unix.Renameat(dfd, tmp, dfd, base)
-	}
 	if err != nil {
-		unix.Unlinkat(dfd, tmp, 0)
-		return fmt.Errorf("write %s: %w", path, err)
+		st.abort()
+		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := unix.Fsync(dfd); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
+	return st, nil
+}
+
+// abort removes the temporary file (and a backup) of a stage not committed.
+func (st *staged) abort() {
+	if st.tmp != "" {
+		unix.Unlinkat(st.dfd, st.tmp, 0)
 	}
-	return nil
+	if st.backup != "" {
+		unix.Unlinkat(st.dfd, st.backup, 0)
+	}
+	unix.Close(st.dfd)
+}
+
+// commit renames every stage into place, all or nothing: each previous file
+// is first kept under a backup name (a hard link, so the target never goes
+// missing), and a rename that fails puts the ones before it back.
+func commit(all []*staged) error {
+	for i, st := range all {
+		if err := st.rename(); err != nil {
+			for _, done := range all[:i] {
+				done.undo()
+			}
+			for _, rest := range all[i:] {
+				rest.abort()
+			}
+			return fmt.Errorf("write %s: %w", st.path, err)
+		}
+	}
+	var err error
+	for _, st := range all {
+		if serr := unix.Fsync(st.dfd); serr != nil && err == nil {
+			err = fmt.Errorf("sync directory %s: %w", st.dir, serr)
+		}
+		st.tmp = "" // renamed: abort only drops the backup
+		st.abort()
+	}
+	return err
+}
+
+func (st *staged) rename() error {
+	bak := strings.Replace(st.tmp, ".tmp-", ".bak-", 1)
+	switch err := unix.Linkat(st.dfd, st.base, st.dfd, bak, 0); {
+	case err == nil:
+		st.backup = bak
+	case !errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("keep the previous file: %w", err)
+	}
+	return unix.Renameat(st.dfd, st.tmp, st.dfd, st.base)
+}
+
+// undo puts back what a committed stage replaced.
+func (st *staged) undo() {
+	if st.backup != "" {
+		unix.Renameat(st.dfd, st.backup, st.dfd, st.base)
+		st.backup = ""
+	} else {
+		unix.Unlinkat(st.dfd, st.base, 0)
+	}
+	st.tmp = ""
+	st.abort()
+}
+
+// matches tells whether path is a regular file with mode 0600 holding
+// exactly data. It never follows a link at path and never blocks on a FIFO
+// there: such a thing is "not current", to be replaced.
+func matches(path string, data []byte) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm() != 0o600 || st.Size() != int64(len(data)) {
+		return false
+	}
+	b := make([]byte, len(data)+1)
+	n, _ := io.ReadFull(f, b)
+	return n == len(data) && bytes.Equal(b[:n], data)
 }
 
 // ensureFile makes path hold exactly data with mode 0600, rewriting it only
 // when it differs. It reports whether it wrote.
 func ensureFile(path string, data []byte) (bool, error) {
-	if current, err := os.ReadFile(path); err == nil && bytes.Equal(current, data) {
-		if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == 0o600 {
-			return false, nil
-		}
+	if matches(path, data) {
+		return false, nil
 	}
 	return true, writeAtomic(path, data, 0o600)
 }
@@ -190,20 +288,55 @@ func removeFile(path string) (bool, error) {
 	return false, fmt.Errorf("remove %s: %w", path, err)
 }
 
+// present tells whether anything exists at path (a link is not followed).
+func present(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
 // anyPresent tells whether any of the paths exists (as anything).
 func anyPresent(paths ...string) bool {
 	for _, p := range paths {
-		if _, err := os.Lstat(p); err == nil {
+		if present(p) {
 			return true
 		}
 	}
 	return false
 }
 
-// runInit is the initContainer: validate the three sources, put them in
-// place, copy this binary for the dead-man probe, and clear a heartbeat left
-// by an earlier incarnation of the pod. A relay or monitoring pod gets no
-// keys.
+// fileState is what the three credential targets hold.
+type fileState int8
+
+const (
+	filesAbsent  fileState = iota // none of them exists
+	filesCurrent                  // all hold the sources: regular files, 0600
+	filesOther                    // anything else: some missing, stale, or not a regular file
+)
+
+// inspect tells the state of the targets against sources (nil: unknown, so
+// never current).
+func inspect(creds []credential, sources [][]byte) fileState {
+	current, any := sources != nil, false
+	for i, cr := range creds {
+		if present(cr.target) {
+			any = true
+		}
+		if current && !matches(cr.target, sources[i]) {
+			current = false
+		}
+	}
+	switch {
+	case current:
+		return filesCurrent
+	case !any:
+		return filesAbsent
+	}
+	return filesOther
+}
+
+// runInit is the initContainer: validate the three sources, then put them
+// in place with the dead-man probe's copy of this binary and a boot
+// heartbeat, all or nothing. A relay or monitoring pod gets no keys.
 func runInit(c *config, log *slog.Logger) error {
 	start := time.Now()
 	if c.AppType != appBlockProducer {
@@ -215,35 +348,50 @@ func runInit(c *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var all []*staged
+	add := func(what, path string, mode uint32, fill func(*os.File) error) error {
+		st, err := stage(path, mode, fill)
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		all = append(all, st)
+		return nil
+	}
 	for i, cr := range creds {
-		if _, err := ensureFile(cr.target, data[i]); err != nil {
-			return fmt.Errorf("%s: %w", cr.targetVar, err)
+		if err == nil && !matches(cr.target, data[i]) {
+			err = add(cr.targetVar, cr.target, 0o600, writeBytes(data[i]))
 		}
 	}
-	// No sidecar runs yet, so no heartbeat is current; an old one would make
-	// the dead-man probe fail against the fresh node.
-	if _, err := removeFile(c.HeartbeatFile); err != nil {
-		return fmt.Errorf("HEARTBEAT_FILE: %w", err)
+	// No sidecar runs yet: the heartbeat says the keys are there for the
+	// node's boot. An old one would fail the dead-man probe against a fresh
+	// node; none at all would look like one deleted.
+	if err == nil {
+		err = add("HEARTBEAT_FILE", c.HeartbeatFile, 0o644, writeBytes(bootHeartbeat(c)))
 	}
-	if c.DeadmanBinary != "" {
-		if err := installSelf(c.DeadmanBinary); err != nil {
-			return fmt.Errorf("DEADMAN_BINARY: %w", err)
+	if err == nil && c.DeadmanBinary != "" {
+		err = add("DEADMAN_BINARY", c.DeadmanBinary, 0o755, copySelf)
+	}
+	if err != nil {
+		for _, st := range all {
+			st.abort()
 		}
+		return err
+	}
+	if err := commit(all); err != nil {
+		return err
 	}
 	log.Info("credentials in place", "files", 3, "took", time.Since(start).String())
 	return nil
 }
 
-// installSelf copies the running binary to path (0755), for the node
-// container's livenessProbe. Streamed: the binary is 11 MB.
-func installSelf(path string) error {
+// copySelf streams the running binary (11 MB) into f, for the node
+// container's livenessProbe.
+func copySelf(f *os.File) error {
 	self, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return err
 	}
 	defer self.Close()
-	return writeAtomicWith(path, 0o755, func(f *os.File) error {
-		_, err := io.Copy(f, self)
-		return err
-	})
+	_, err = io.Copy(f, self)
+	return err
 }

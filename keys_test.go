@@ -9,27 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// keyEnv is an init environment with sources and targets under dir.
-func keyEnv(t *testing.T, dir string) env {
-	t.Helper()
-	src, dst := filepath.Join(dir, "secrets"), filepath.Join(dir, "ipc")
-	os.MkdirAll(src, 0o700)
-	os.MkdirAll(dst, 0o700)
-	for name, b := range testSecrets() {
-		if err := os.WriteFile(filepath.Join(src, name), b, 0o400); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return env{
-		"SOURCE_KES_KEY": filepath.Join(src, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(src, "vrf.skey"),
-		"SOURCE_OP_CERT": filepath.Join(src, "node.cert"),
-		"TARGET_KES_KEY": filepath.Join(dst, "kes.skey"), "TARGET_VRF_KEY": filepath.Join(dst, "vrf.skey"),
-		"TARGET_OP_CERT": filepath.Join(dst, "node.cert"), "HEARTBEAT_FILE": filepath.Join(dst, "hb"),
-		"DEADMAN_BINARY": filepath.Join(dst, "forge-manager"),
-	}
-}
+	"golang.org/x/sys/unix"
+)
 
 func runCmd(t *testing.T, e env, cmd string) (string, error) {
 	t.Helper()
@@ -65,8 +47,8 @@ func TestInitPutsCredentialsInPlace(t *testing.T) {
 				t.Errorf("%s differs from %s", v, src)
 			}
 		}
-		if _, err := os.Stat(e["HEARTBEAT_FILE"]); !os.IsNotExist(err) {
-			t.Errorf("init left an old heartbeat: %v", err)
+		if b, _ := os.ReadFile(e["HEARTBEAT_FILE"]); !strings.Contains(string(b), `"boot":true`) || !strings.Contains(string(b), e["TARGET_VRF_KEY"]) {
+			t.Errorf("heartbeat after init %q; want the boot record naming the files", b)
 		}
 		st, err := os.Stat(e["DEADMAN_BINARY"])
 		if err != nil || st.Mode().Perm() != 0o755 {
@@ -255,33 +237,50 @@ func TestEnsureAndRemove(t *testing.T) {
 	}
 }
 
-// TestDeadman: the node container's probe fails only while credentials are
-// in place and the heartbeat ran out.
-func TestDeadman(t *testing.T) {
+// TestDeadmanFailsClosed: the node container's probe fails while the
+// credentials the heartbeat names are present, or the node may be forging,
+// and the heartbeat ran out, is missing or unreadable. The probe runs with
+// the node container's environment: the files come from the heartbeat.
+func TestDeadmanFailsClosed(t *testing.T) {
 	tests := []struct {
 		name      string
-		creds     bool
-		heartbeat string // "": none; "valid", "expired", "garbage"
+		creds     string // "": none; "env": at the env's targets; "other": only where the heartbeat says
+		heartbeat string // "": none; "boot", "valid", "expired", "expired-forging", "garbage"
 		fail      bool
 	}{
-		{"no sidecar ever ran", true, "", false},
-		{"no credentials", false, "expired", false},
-		{"current heartbeat", true, "valid", false},
-		{"expired heartbeat with credentials", true, "expired", true},
-		{"unreadable heartbeat with credentials", true, "garbage", true},
+		{"init's boot record, no sidecar yet", "env", "boot", false},
+		{"no heartbeat at all with credentials", "env", "", true},
+		{"no heartbeat, no credentials", "", "", false},
+		{"no credentials, expired", "", "expired", false},
+		{"current heartbeat", "env", "valid", false},
+		{"expired heartbeat with credentials", "env", "expired", true},
+		{"unreadable heartbeat with credentials", "env", "garbage", true},
+		{"credentials where only the heartbeat says, expired", "other", "expired", true},
+		{"no credentials but the node may forge, expired", "", "expired-forging", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := keyEnv(t, t.TempDir())
-			if tc.creds {
-				os.WriteFile(e["TARGET_VRF_KEY"], []byte("k"), 0o600)
+			dir := t.TempDir()
+			e := keyEnv(t, dir)
+			files := []string{e["TARGET_KES_KEY"], e["TARGET_VRF_KEY"], e["TARGET_OP_CERT"]}
+			if tc.creds == "other" {
+				os.Mkdir(filepath.Join(dir, "elsewhere"), 0o700)
+				files = []string{filepath.Join(dir, "elsewhere", "kes.skey")}
 			}
-			hb := heartbeat{path: e["HEARTBEAT_FILE"]}
+			if tc.creds != "" {
+				os.WriteFile(files[0], []byte("k"), 0o600)
+			}
+			hb := heartbeat{path: e["HEARTBEAT_FILE"], files: files, clock: boottime}
 			switch tc.heartbeat {
+			case "boot":
+				c, _ := loadConfig(e.lookup, "init")
+				os.WriteFile(e["HEARTBEAT_FILE"], bootHeartbeat(c), 0o644)
 			case "valid":
-				hb.write(10*time.Second, "bp-0")
+				hb.write(10*time.Second, true)
 			case "expired":
-				hb.write(-time.Millisecond, "bp-0")
+				hb.write(-time.Millisecond, false)
+			case "expired-forging":
+				hb.write(-time.Millisecond, true)
 			case "garbage":
 				os.WriteFile(e["HEARTBEAT_FILE"], []byte("{"), 0o644)
 			}
@@ -290,5 +289,92 @@ func TestDeadman(t *testing.T) {
 				t.Errorf("deadman error %v; want failure %v", err, tc.fail)
 			}
 		})
+	}
+}
+
+// TestInvariant8TargetsAreNeverReadThrough: a FIFO or a link planted at a
+// target is inspected without following and without blocking, and
+// replaced.
+func TestInvariant8TargetsAreNeverReadThrough(t *testing.T) {
+	dir := t.TempDir()
+	data := []byte("key")
+	fifo, link, real := filepath.Join(dir, "kes.skey"), filepath.Join(dir, "vrf.skey"), filepath.Join(dir, "real")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(real, data, 0o600)
+	os.Symlink(real, link)
+	done := make(chan bool)
+	go func() { done <- matches(fifo, data) || matches(link, data) }()
+	select {
+	case m := <-done:
+		if m {
+			t.Error("a FIFO or a symlink at a target counts as the current credential")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("inspecting a FIFO at a target blocked")
+	}
+	for _, p := range []string{fifo, link} {
+		if wrote, err := ensureFile(p, data); !wrote || err != nil {
+			t.Errorf("%s: ensure %v %v; want it replaced", p, wrote, err)
+		}
+		if st, err := os.Lstat(p); err != nil || !st.Mode().IsRegular() {
+			t.Errorf("%s: %v %v; want a regular file", p, st.Mode(), err)
+		}
+	}
+	if b, _ := os.ReadFile(real); string(b) != "key" {
+		t.Errorf("the link's target was written through: %q", b)
+	}
+}
+
+// TestInitAllOrNothing: init writes nothing new when any part fails, here
+// the dead-man binary's directory is missing after the keys were staged.
+func TestInitAllOrNothing(t *testing.T) {
+	dir := t.TempDir()
+	e := keyEnv(t, dir)
+	e["DEADMAN_BINARY"] = filepath.Join(dir, "missing", "forge-manager")
+	os.WriteFile(e["HEARTBEAT_FILE"], []byte("old"), 0o644)
+	if _, err := runCmd(t, e, "init"); err == nil || !strings.Contains(err.Error(), "DEADMAN_BINARY") {
+		t.Fatalf("init: %v; want a DEADMAN_BINARY error", err)
+	}
+	if anyPresent(e["TARGET_KES_KEY"], e["TARGET_VRF_KEY"], e["TARGET_OP_CERT"]) {
+		t.Error("init wrote credentials although it failed")
+	}
+	if b, _ := os.ReadFile(e["HEARTBEAT_FILE"]); string(b) != "old" {
+		t.Errorf("init replaced the heartbeat although it failed: %q", b)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(e["TARGET_KES_KEY"]))
+	for _, en := range entries {
+		if strings.Contains(en.Name(), ".tmp-") || strings.Contains(en.Name(), ".bak-") {
+			t.Errorf("left behind: %s", en.Name())
+		}
+	}
+}
+
+// TestCommitRollsBack: a rename that fails puts back what the ones before
+// it replaced.
+func TestCommitRollsBack(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.WriteFile(a, []byte("old a"), 0o600)
+	sa, err := stage(a, 0o600, writeBytes([]byte("new a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := stage(b, 0o600, writeBytes([]byte("new b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(b, 0o700) // b's rename now fails: a directory is there
+	os.WriteFile(filepath.Join(b, "x"), nil, 0o600)
+	if err := commit([]*staged{sa, sb}); err == nil {
+		t.Fatal("commit over a non-empty directory succeeded")
+	}
+	if got, _ := os.ReadFile(a); string(got) != "old a" {
+		t.Errorf("a after a failed commit: %q; want the old content back", got)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("left behind: %v", entries)
 	}
 }

@@ -2,36 +2,53 @@ package main
 
 // Leader election on a coordination.k8s.io/v1 Lease, written for this job
 // rather than taken from client-go's leaderelection package, whose typed
-// client drags in every API group (SPEC 9). The rules are client-go's:
+// client drags in every API group (SPEC 9). The rules are client-go's, made
+// stricter where a second forger is at stake (SPEC 3, invariants 1, 2, 3
+// and 9):
 //
-//  1. Expiry is judged on the local monotonic clock only. A standby notes
-//     when it first saw the current record (holder, renew time,
-//     transitions, duration); it may take the Lease only after that record
-//     stayed unchanged for the record's own leaseDurationSeconds. Another
-//     machine's timestamps are never compared with ours.
-//  2. Every write carries the resourceVersion read or written last, so two
+//  1. Expiry is judged on the local monotonic clock only. A replica notes
+//     when a read *returned* the current record (holder, renew time,
+//     transitions, duration, release mark); it may take the Lease only after
+//     that record stayed unchanged for its own LEASE_DURATION, or for the
+//     record's leaseDurationSeconds if that is longer. Another machine's
+//     timestamps are never compared with ours.
+//  2. A missing Lease is an unreleased one: it is created only after it was
+//     seen missing for LEASE_DURATION. The one exception is the leader whose
+//     own renew finds it gone: it is the only replica that can be forging,
+//     so it recreates it at once and keeps leading.
+//  3. Every write carries the resourceVersion read or written last, so two
 //     writers cannot both win: a 409 Conflict means someone else moved and
 //     the Lease is read again.
-//  3. The holder renews every RETRY_PERIOD with one update (no read first).
-//     It counts as leader only until RENEW_DEADLINE after the start of its
-//     last successful write; past that it fences itself (forge.go) without
-//     waiting for any API call, and every call's timeout is cut to the time
-//     left before that deadline.
-//  4. On a clean stop the holder, once its node has stopped forging,
-//     releases the Lease (empty holder) so a standby takes it at once.
-//  5. The epoch is the Lease's UID with its leaseTransitions; it only goes
+//  4. The holder renews every RETRY_PERIOD with one update (no read first).
+//     It counts as leader only while the Lease as last seen names it and
+//     only until RENEW_DEADLINE after the start of its last successful
+//     write. A Lease deleted, recreated by another replica or edited so that
+//     it names someone else ends the leadership at once; past the deadline
+//     the holder fences itself (forge.go) without waiting for any API call,
+//     and every call's timeout is cut to the time left before it.
+//  5. On a clean stop the holder, once its node has stopped forging,
+//     releases the Lease: empty holder and an annotation naming itself. A
+//     replica takes a released Lease at once only when that annotation names
+//     the holder it saw last; an empty holder without it (an edit by hand) is
+//     waited out like any unreleased Lease.
+//  6. The epoch is the Lease's UID with its leaseTransitions; it only goes
 //     up. A record whose transitions went backwards (an etcd restore) is not
 //     trusted to forge under, and the next write puts the count back above
-//     every value seen.
+//     every value seen. A Lease recreated after a deletion continues the
+//     count.
 //
 // Timing (defaults 15s/10s/2s): the leader's last renew starts at s. It
-// fences at s+10s, and terminates a node that has not confirmed the disable
-// by s+14s. No standby can take the Lease before s+15s: it saw that record
-// no earlier than the write committed, after s. So the two never overlap as
-// long as the clocks' rates differ by less than 15/14. Like client-go, this
-// is not fencing by the storage: it relies on the deadline being honoured,
-// which is why the node side is confirmed and, failing that, terminated, and
-// why a dead-man probe covers a sidecar that can no longer act (README).
+// fences at s+10s, and kills a node that has not confirmed the disable by
+// s+14s (killMargin). No other replica can take the Lease before s+15s: it
+// saw that record, or the Lease missing, no earlier than the write
+// committed, after s. So the two never overlap as long as the clocks' rates
+// differ by less than 15/14. Like client-go, this is not fencing by the
+// storage: it relies on the deadline being honoured, which is why the node
+// side is confirmed and, failing that, killed, and why a dead-man probe
+// covers a sidecar that can no longer act (health.go). What a replica does
+// not promise: anything about writers that do not follow these rules (a
+// replica of an older version, the Python predecessor, a person editing
+// the holder to another name).
 
 import (
 	"context"
@@ -46,10 +63,73 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// killMargin: a disable not confirmed this long before a standby may take
-// the Lease ends with the node terminated. One second covers a SIGKILL and
-// the standby's own SIGHUP handling.
-const killMargin = time.Second
+// The margins of the timing arithmetic above, each enforced by the
+// configuration loader through timingProblems.
+const (
+	// killMargin: a node not confirmed off this long before another replica
+	// may take the Lease is killed. One second covers the SIGKILL and the
+	// other replica's own SIGHUP handling.
+	killMargin = time.Second
+	// disableWindow: the least time between the fence (RENEW_DEADLINE) and
+	// the kill (LEASE_DURATION - killMargin), for an unlink, a SIGHUP and its
+	// confirmation (cardano-node answers within milliseconds).
+	disableWindow = time.Second
+	// shutdownSlack: on SIGTERM, beyond SIGHUP_CONFIRM_TIMEOUT for the
+	// disable and API_TIMEOUT for the release, for the passes in between.
+	shutdownSlack = 2 * time.Second
+)
+
+// releasedBy marks a Lease released by its holder (rule 5).
+const releasedBy = "cardano.io/released-by"
+
+// timing is the election's and the node side's timing, as configured.
+type timing struct {
+	lease, renew, retry, api, confirm time.Duration
+}
+
+// deadmanProbe is the node container's livenessProbe as deployed: the
+// heartbeat runs out at the leader's fence, and the probe must have the node
+// killed within LEASE_DURATION - RENEW_DEADLINE of that.
+type deadmanProbe struct {
+	period    time.Duration
+	threshold int
+	timeout   time.Duration
+	grace     time.Duration
+}
+
+// budget is the latest the kubelet kills the node after the heartbeat ran
+// out: the next probe within a period, threshold failures a period apart,
+// the last one's timeout, then the probe's termination grace.
+func (p deadmanProbe) budget() time.Duration {
+	return p.period*time.Duration(p.threshold) + p.timeout + p.grace
+}
+
+// timingProblems states every rule the timing arithmetic relies on, each as
+// the error text of its violation.
+func timingProblems(t timing, p deadmanProbe) []string {
+	var out []string
+	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
+	if t.lease%time.Second != 0 {
+		add(`LEASE_DURATION="%s" must be a whole number of seconds (the Lease stores leaseDurationSeconds)`, t.lease)
+	}
+	if gap := disableWindow + killMargin; t.lease-t.renew < gap {
+		add(`RENEW_DEADLINE="%s" must be shorter than LEASE_DURATION="%s" by at least %s (%s to disable forging after the fence, and the node killed %s before another replica may take over)`,
+			t.renew, t.lease, gap, disableWindow, killMargin)
+	}
+	// Two renew attempts must fit in the deadline, so one failed request
+	// does not fence a healthy leader.
+	if t.renew < 2*t.retry {
+		add(`RETRY_PERIOD="%s" must be at most half of RENEW_DEADLINE="%s" (room for a retried renew)`, t.retry, t.renew)
+	}
+	if t.api > t.renew/2 {
+		add(`API_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, t.api, t.renew)
+	}
+	if b := p.budget(); b+killMargin > t.lease-t.renew {
+		add(`the dead-man probe kills the node up to %s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="%s" x DEADMAN_PROBE_FAILURE_THRESHOLD="%d" + DEADMAN_PROBE_TIMEOUT="%s" + DEADMAN_PROBE_GRACE="%s"); with %s margin that must fit in LEASE_DURATION - RENEW_DEADLINE = %s`,
+			b, p.period, p.threshold, p.timeout, p.grace, killMargin, t.lease-t.renew)
+	}
+	return out
+}
 
 // leaseAPI is the API access the election needs.
 type leaseAPI interface {
@@ -66,64 +146,83 @@ type epoch struct {
 
 func (e epoch) String() string { return fmt.Sprintf("%d (lease %s)", e.Transitions, e.UID) }
 
+// leadership is what one pass acts on, computed once after the election
+// step (elector.facts).
+type leadership struct {
+	leading bool      // holds the Lease and renewed less than RENEW_DEADLINE ago
+	trusted bool      // the epoch is not older than one already seen (rule 6)
+	held    bool      // this process has held the Lease
+	fenceAt time.Time // when leading ends without a renew
+	// stopBy is the latest instant this replica's node may still forge:
+	// killMargin before the earliest moment another replica may take the
+	// Lease. Zero when this pod never held it.
+	stopBy time.Time
+	epoch  epoch
+	holder string
+}
+
 // elector runs the election for one identity. It is used from one goroutine.
 type elector struct {
 	api      leaseAPI
 	identity string
-	duration time.Duration // LEASE_DURATION, written into the record
-	deadline time.Duration // RENEW_DEADLINE
-	retry    time.Duration // RETRY_PERIOD
-	timeout  time.Duration // API_TIMEOUT
+	timing   timing
 	now      func() time.Time
 
-	lease      *coordinationv1.Lease // last object read or written
+	lease      *coordinationv1.Lease // last object read or written; nil when missing or unknown
 	observed   leaseRecord           // rule 1: the record as last seen...
-	observedAt time.Time             // ...and when it was first seen so
+	observedAt time.Time             // ...and when a read first returned it
+	lastHolder string                // the last non-empty holder seen (rule 5)
+	holding    bool                  // the Lease as last seen names us, by our own write
 	renewedAt  time.Time             // start of our last successful write as holder; zero if none
-	maxSeen    map[string]int32      // rule 5: highest transitions seen per Lease UID
-	nextTry    time.Time
+	// urgent is set when another replica may take the Lease sooner than the
+	// renew arithmetic says: it passed to someone else, or it names this pod
+	// from before this process started (renew time unknown).
+	urgent  time.Time
+	maxSeen map[string]int32 // rule 6: highest transitions seen per Lease UID...
+	maxAny  int32            // ...and across UIDs, for a recreated Lease
+	seenAny bool
+	nextTry time.Time
 }
 
 // leaseRecord is what rule 1 compares.
 type leaseRecord struct {
+	missing       bool
 	holder, renew string
 	transitions   int32
 	duration      int32
+	releasedBy    string
 }
 
 func recordOf(l *coordinationv1.Lease) leaseRecord {
-	r := leaseRecord{holder: deref(l.Spec.HolderIdentity), transitions: derefInt(l.Spec.LeaseTransitions), duration: derefInt(l.Spec.LeaseDurationSeconds)}
+	r := leaseRecord{holder: deref(l.Spec.HolderIdentity), transitions: derefInt(l.Spec.LeaseTransitions),
+		duration: derefInt(l.Spec.LeaseDurationSeconds), releasedBy: l.Annotations[releasedBy]}
 	if l.Spec.RenewTime != nil {
 		r.renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
 	}
 	return r
 }
 
-func newElector(api leaseAPI, identity string, c *config, now func() time.Time) *elector {
-	return &elector{
-		api: api, identity: identity, now: now,
-		duration: c.LeaseDuration, deadline: c.RenewDeadline, retry: c.RetryPeriod, timeout: c.APITimeout,
-		maxSeen: map[string]int32{},
-	}
+func newElector(api leaseAPI, identity string, t timing, now func() time.Time) *elector {
+	return &elector{api: api, identity: identity, timing: t, now: now, maxSeen: map[string]int32{}}
 }
 
-// leading tells whether this replica may act as leader at t: it holds the
-// Lease and its last renew started less than RENEW_DEADLINE ago (rule 3).
-func (e *elector) leading(t time.Time) bool {
-	return !e.renewedAt.IsZero() && t.Before(e.fenceAt())
+// leadingAt is rule 4.
+func (e *elector) leadingAt(t time.Time) bool {
+	return e.holding && !e.renewedAt.IsZero() && t.Before(e.fence())
 }
 
-// fenceAt is when this replica stops counting as leader unless it renews.
-func (e *elector) fenceAt() time.Time { return e.renewedAt.Add(e.deadline) }
-
-// mustStopBy is the latest instant this replica's node may still be forging:
-// killMargin before any standby could take the Lease. Zero if this replica
-// never held it in this process.
-func (e *elector) mustStopBy() time.Time {
-	if e.renewedAt.IsZero() {
-		return time.Time{}
+// facts is the leadership as of t.
+func (e *elector) facts(t time.Time) leadership {
+	f := leadership{leading: e.leadingAt(t), trusted: e.epochTrusted(), held: !e.renewedAt.IsZero(),
+		epoch: e.epoch(), holder: e.holder()}
+	if f.held {
+		f.fenceAt = e.fence()
+		f.stopBy = e.renewedAt.Add(e.timing.lease - killMargin)
 	}
-	return e.renewedAt.Add(e.duration - killMargin)
+	if !e.urgent.IsZero() && (f.stopBy.IsZero() || e.urgent.Before(f.stopBy)) {
+		f.stopBy = e.urgent
+	}
+	return f
 }
 
 // epoch is the current leadership epoch as last seen.
@@ -142,7 +241,7 @@ func (e *elector) holder() string {
 	return deref(e.lease.Spec.HolderIdentity)
 }
 
-// epochTrusted is rule 5: false while the Lease's transitions are below a
+// epochTrusted is rule 6: false while the Lease's transitions are below a
 // value this process saw before for the same Lease.
 func (e *elector) epochTrusted() bool {
 	ep := e.epoch()
@@ -152,69 +251,89 @@ func (e *elector) epochTrusted() bool {
 // due tells whether it is time for the next election step.
 func (e *elector) due(t time.Time) bool { return !t.Before(e.nextTry) }
 
-// callContext bounds one API call by API_TIMEOUT and, while leading, by the
-// time left before the renew deadline (SPEC 3 invariant 1).
+// callContext bounds one API call by API_TIMEOUT and, before the renew
+// deadline of the last renew, by the time left to it (rule 4): also the
+// recreation of a Lease found deleted, which is no longer "holding". ctx may
+// bound it further (the loop cuts every call at its node's stopBy).
 func (e *elector) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	limit := e.timeout
-	if t := e.now(); e.leading(t) {
-		limit = min(limit, e.fenceAt().Sub(t))
+	limit := e.timing.api
+	if t := e.now(); !e.renewedAt.IsZero() && t.Before(e.fence()) {
+		limit = min(limit, e.fence().Sub(t))
 	}
 	return context.WithTimeout(ctx, limit)
 }
 
-// step runs one election round: renew if holding, else observe and, when
-// eligible and the Lease is free or expired, take it. It reports an API
-// error; the outcome is read through leading().
+// fence is the renew deadline of the last successful renew.
+func (e *elector) fence() time.Time { return e.renewedAt.Add(e.timing.renew) }
+
+// step runs one election round: renew if leading, else observe and, when
+// eligible and the Lease is free, expired or long missing, take it. It
+// reports an API error; the outcome is read through facts().
 func (e *elector) step(ctx context.Context, eligible bool) error {
 	start := e.now()
-	defer e.schedule(start) // with what this round learnt
-	// Step 3: renew with the cached object, no read first.
-	if e.leading(start) && e.lease != nil && eligible {
+	defer e.schedule(start)
+	leading := e.leadingAt(start)
+	if leading && eligible && e.lease != nil {
+		// Rule 4: renew with the cached object, no read first. A Lease
+		// deleted since is a 409 too: the update carries the old UID.
 		err := e.write(ctx, start, e.renewed(start))
 		if !apierrors.IsConflict(err) {
 			return err
 		}
 	}
-	// Steps 1 and 2: read, note changes on the local clock, and take over
-	// only what is free or expired.
+	// Rules 1 and 2: read, note changes on the local clock, and take over
+	// only what is released, expired or long missing. The leader that finds
+	// its own Lease gone recreates it at once (rule 2's exception).
 	l, err := e.read(ctx)
 	if apierrors.IsNotFound(err) {
-		e.lease = nil
-		if !eligible {
-			return nil
+		if eligible && (leading && e.now().Before(e.fence()) || e.expired(e.now())) {
+			return e.create(ctx, start)
 		}
-		return e.createLease(ctx, start)
+		return nil
 	}
-	if err != nil {
-		return err
-	}
-	e.observe(l, start)
-	holder := deref(l.Spec.HolderIdentity)
 	switch {
+	case err != nil:
+		return err
 	case !eligible:
 		return nil
-	case holder == e.identity:
+	case deref(l.Spec.HolderIdentity) == e.identity:
 		return e.write(ctx, start, e.renewed(start))
-	case holder != "" && start.Before(e.observedAt.Add(seconds(l.Spec.LeaseDurationSeconds, e.duration))):
-		return nil // held by another replica, not expired on our clock
+	case !e.expired(e.now()):
+		return nil
 	}
 	return e.write(ctx, start, e.takeover(start))
 }
 
-// schedule sets the next round: a holder renews every RETRY_PERIOD; a
-// standby looks every RETRY_PERIOD plus up to 10% jitter, but never later
-// than the moment the Lease it sees would expire.
+// wait is how long the observed record must stay unchanged: never less than
+// our own LEASE_DURATION, whatever the record says (rule 1).
+func (e *elector) wait() time.Duration {
+	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second)
+}
+
+// expired tells whether the observed record may be taken at t: released by
+// the holder we saw last, or unchanged (or missing) for wait().
+func (e *elector) expired(t time.Time) bool {
+	r := e.observed
+	if !r.missing && r.holder == "" && r.releasedBy != "" && r.releasedBy == e.lastHolder {
+		return true
+	}
+	return !e.observedAt.IsZero() && !t.Before(e.observedAt.Add(e.wait()))
+}
+
+// schedule sets the next round: a leader renews every RETRY_PERIOD; anyone
+// else looks every RETRY_PERIOD plus up to 10% jitter, but never later than
+// the moment the record it sees would expire.
 func (e *elector) schedule(t time.Time) {
-	if e.leading(t) {
-		e.nextTry = t.Add(e.retry)
+	if e.leadingAt(t) {
+		e.nextTry = t.Add(e.timing.retry)
 		return
 	}
-	e.nextTry = t.Add(e.retry + rand.N(e.retry/10+1))
-	if h := e.holder(); h != "" && h != e.identity && e.lease != nil {
-		expiry := e.observedAt.Add(seconds(e.lease.Spec.LeaseDurationSeconds, e.duration))
-		if expiry.After(t) && expiry.Before(e.nextTry) {
-			e.nextTry = expiry
-		}
+	e.nextTry = t.Add(e.timing.retry + rand.N(e.timing.retry/10+1))
+	if e.observed.holder == e.identity || e.observedAt.IsZero() {
+		return
+	}
+	if expiry := e.observedAt.Add(e.wait()); expiry.After(t) && expiry.Before(e.nextTry) {
+		e.nextTry = expiry
 	}
 }
 
@@ -222,40 +341,68 @@ func (e *elector) schedule(t time.Time) {
 // deadline.
 func (e *elector) wakeAt(t time.Time) time.Time {
 	w := e.nextTry
-	if e.leading(t) && e.fenceAt().Before(w) {
-		w = e.fenceAt()
+	if e.leadingAt(t) && e.fence().Before(w) {
+		w = e.fence()
 	}
 	return w
 }
 
+// read gets the Lease and observes it, stamped when the read returned.
 func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	l, err := e.api.get(cctx)
+	if apierrors.IsNotFound(err) {
+		e.observeMissing(e.now())
+		return nil, err
+	}
 	if err != nil {
 		return nil, err
 	}
 	e.lease = l
+	e.observe(l, e.now())
 	return l, nil
 }
 
-// observe applies rule 1 and rule 5 to a record just read.
+// observe applies rules 1, 4 and 6 to a record seen at t.
 func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 	r := recordOf(l)
-	if r != e.observed || e.observedAt.IsZero() {
-		e.observed, e.observedAt = r, t
-	}
+	e.note(r, t)
 	uid, tr := string(l.UID), derefInt(l.Spec.LeaseTransitions)
-	if tr > e.maxSeen[uid] {
-		e.maxSeen[uid] = tr
-	}
-	if deref(l.Spec.HolderIdentity) != e.identity {
-		e.renewedAt = time.Time{} // someone else's now: whatever we held is gone
+	e.maxSeen[uid] = max(e.maxSeen[uid], tr)
+	e.maxAny, e.seenAny = max(e.maxAny, tr), true
+	switch {
+	case r.holder != e.identity && e.holding:
+		e.holding, e.urgent = false, t // someone else's now: they may forge at once
+	case r.holder == e.identity && !e.holding && e.renewedAt.IsZero() && e.urgent.IsZero():
+		e.urgent = t // ours from an earlier process: when it renewed is unknown
 	}
 }
 
-func (e *elector) createLease(ctx context.Context, start time.Time) error {
+// observeMissing applies rules 1, 2 and 4 to a Lease found missing at t.
+// Whoever takes it over must first see it missing for LEASE_DURATION, so the
+// renew arithmetic still bounds a holder's stopBy.
+func (e *elector) observeMissing(t time.Time) {
+	e.lease, e.holding = nil, false
+	e.note(leaseRecord{missing: true}, t)
+}
+
+func (e *elector) note(r leaseRecord, t time.Time) {
+	if r != e.observed || e.observedAt.IsZero() {
+		e.observed, e.observedAt = r, t
+	}
+	if r.holder != "" {
+		e.lastHolder = r.holder
+	}
+}
+
+// create makes the Lease with us as holder; after a deletion the count goes
+// on from the highest seen (rule 6).
+func (e *elector) create(ctx context.Context, start time.Time) error {
 	l := &coordinationv1.Lease{Spec: e.takeover(start).Spec}
+	if !e.seenAny {
+		l.Spec.LeaseTransitions = ptr(int32(0))
+	}
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	got, err := e.api.create(cctx, l)
@@ -266,16 +413,17 @@ func (e *elector) createLease(ctx context.Context, start time.Time) error {
 	return nil
 }
 
-// write sends l with the cached resourceVersion. Success makes us the
-// holder from start; a conflict drops the cache so the next read refreshes.
+// write sends l with the cached resourceVersion and UID. Success makes us
+// the holder from start; a conflict drops the cache so the next read
+// refreshes.
 func (e *elector) write(ctx context.Context, start time.Time, l *coordinationv1.Lease) error {
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	got, err := e.api.update(cctx, l)
+	if apierrors.IsConflict(err) {
+		e.lease = nil
+	}
 	if err != nil {
-		if apierrors.IsConflict(err) {
-			e.lease = nil
-		}
 		return err
 	}
 	e.accept(got, start)
@@ -284,18 +432,19 @@ func (e *elector) write(ctx context.Context, start time.Time, l *coordinationv1.
 
 func (e *elector) accept(l *coordinationv1.Lease, start time.Time) {
 	e.lease = l
-	e.observe(l, start)
 	if deref(l.Spec.HolderIdentity) == e.identity {
-		e.renewedAt = start
+		e.holding, e.renewedAt, e.urgent = true, start, time.Time{}
 	}
+	e.observe(l, e.now())
 }
 
 // renewed is our record with a fresh renew time. If the transitions count
-// went backwards (rule 5), it is put back above every value seen.
+// went backwards (rule 6), it is put back above every value seen.
 func (e *elector) renewed(t time.Time) *coordinationv1.Lease {
 	l := e.lease.DeepCopy()
+	delete(l.Annotations, releasedBy)
 	l.Spec.HolderIdentity = &e.identity
-	l.Spec.LeaseDurationSeconds = ptr(int32(e.duration / time.Second))
+	l.Spec.LeaseDurationSeconds = ptr(int32(e.timing.lease / time.Second))
 	l.Spec.RenewTime = &metav1.MicroTime{Time: t}
 	if tr := derefInt(l.Spec.LeaseTransitions); tr < e.maxSeen[string(l.UID)] {
 		l.Spec.LeaseTransitions = ptr(e.maxSeen[string(l.UID)] + 1)
@@ -306,44 +455,50 @@ func (e *elector) renewed(t time.Time) *coordinationv1.Lease {
 // takeover is the record of a new holder: transitions one above the highest
 // seen, acquire and renew time now.
 func (e *elector) takeover(t time.Time) *coordinationv1.Lease {
-	l, tr := &coordinationv1.Lease{}, int32(0) // a new Lease starts at 0
+	l := &coordinationv1.Lease{}
 	if e.lease != nil {
 		l = e.lease.DeepCopy()
-		tr = max(derefInt(l.Spec.LeaseTransitions), e.maxSeen[string(l.UID)]) + 1
+		delete(l.Annotations, releasedBy)
 	}
 	l.Spec = coordinationv1.LeaseSpec{
 		HolderIdentity:       &e.identity,
-		LeaseDurationSeconds: ptr(int32(e.duration / time.Second)),
+		LeaseDurationSeconds: ptr(int32(e.timing.lease / time.Second)),
 		AcquireTime:          &metav1.MicroTime{Time: t},
 		RenewTime:            &metav1.MicroTime{Time: t},
-		LeaseTransitions:     ptr(tr),
+		LeaseTransitions:     ptr(e.maxAny + 1),
 	}
 	return l
 }
 
-// release gives the Lease up (rule 4): empty holder, a one-second duration
-// as client-go writes it, transitions kept. Call it only once the node has
-// stopped forging.
+// release gives the Lease up (rule 5): empty holder, the release mark, a
+// one-second duration as client-go writes it, transitions kept. Call it
+// only once the node has stopped forging. A Lease not ours (as last seen)
+// is left alone.
 func (e *elector) release(ctx context.Context) error {
-	defer func() { e.renewedAt = time.Time{} }()
-	if e.lease == nil || deref(e.lease.Spec.HolderIdentity) != e.identity {
-		l, err := e.read(ctx)
-		if err != nil || deref(l.Spec.HolderIdentity) != e.identity {
-			return err // not ours (any more): nothing to release
-		}
+	if !e.holding || e.lease == nil {
+		return nil
 	}
 	l := e.lease.DeepCopy()
-	empty := ""
-	l.Spec.HolderIdentity = &empty
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[releasedBy] = e.identity
+	l.Spec.HolderIdentity = ptr("")
 	l.Spec.LeaseDurationSeconds = ptr(int32(1))
 	l.Spec.RenewTime = &metav1.MicroTime{Time: e.now()}
-	cctx, cancel := context.WithTimeout(ctx, e.timeout)
+	// Not leading from here, whatever the answer: a release whose reply is
+	// lost may have landed, and another replica may already hold the Lease.
+	// Leading again takes a write of our own.
+	e.holding = false
+	cctx, cancel := context.WithTimeout(ctx, e.timing.api)
 	defer cancel()
 	got, err := e.api.update(cctx, l)
 	if err != nil {
+		e.lease = nil
 		return fmt.Errorf("release: %w", err)
 	}
 	e.lease = got
+	e.observe(got, e.now())
 	return nil
 }
 
@@ -406,11 +561,10 @@ func apiOp(err error) string {
 	return "other"
 }
 
-func seconds(s *int32, fallback time.Duration) time.Duration {
-	if s == nil || *s <= 0 {
-		return fallback
-	}
-	return time.Duration(*s) * time.Second
+// raceLost tells an error that only means another replica wrote first (or
+// the Lease is not there yet): expected in an election, not trouble.
+func raceLost(err error) bool {
+	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
 }
 
 func ptr[T any](v T) *T { return &v }

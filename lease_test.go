@@ -1,277 +1,502 @@
 package main
 
-// The election's rules (lease.go), each tested against the real API server
-// with the sidecar's own ServiceAccount, and a clock the test moves by hand
-// so expiry is judged exactly.
+// The election's rules (lease.go), fast: an in-memory Lease store with the
+// API server's optimistic concurrency, and a clock the test moves by hand.
+// lease_api_test.go runs the same rules against the real API server.
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // fakeClock is a monotonic clock moved by the test.
-type fakeClock struct{ t time.Time }
-
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
-
-type electionEnv struct {
-	t      *testing.T
-	api    func() leaseAPI
-	admin  leaseAPI
-	config *config
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
 }
 
-func newElectionEnv(t *testing.T) *electionEnv {
-	tn := newTenant(t)
-	c, err := loadConfig(runEnv().lookup, "run") // defaults: 15s / 10s / 2s
-	if err != nil {
-		t.Fatal(err)
+func newClock() *fakeClock { return &fakeClock{t: time.Unix(1000, 0)} }
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// memLeases is one Lease in memory with the API server's rules for it:
+// every update carries the resourceVersion (and UID) it read, a stale one is
+// a 409, and an update of a deleted Lease with a UID is a 409 (the UID
+// precondition), without one it creates (Lease allows create on update).
+type memLeases struct {
+	mu    sync.Mutex
+	l     *coordinationv1.Lease // nil: missing
+	rv    int
+	uids  int
+	calls int
+	// before runs at the start of every call, outside the lock: tests use
+	// it to move the clock (a slow request) or to fail the call.
+	before func(op string) error
+}
+
+var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+
+func (m *memLeases) hook(op string) error {
+	m.mu.Lock()
+	m.calls++
+	before := m.before
+	m.mu.Unlock()
+	if before != nil {
+		return before(op)
 	}
-	saClient := restClientFor(t, tn.SA)
-	return &electionEnv{
-		t:      t,
-		api:    func() leaseAPI { return &kubeLeases{rc: saClient, namespace: tn.Namespace, name: "lease"} },
-		admin:  &kubeLeases{rc: restClientFor(t, controlPlane(t).AdminConfig()), namespace: tn.Namespace, name: "lease"},
-		config: c,
+	return nil
+}
+
+func (m *memLeases) get(ctx context.Context) (*coordinationv1.Lease, error) {
+	if err := m.hook("get"); err != nil {
+		return nil, err
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l == nil {
+		return nil, apierrors.NewNotFound(leaseResource, "lease")
+	}
+	return m.l.DeepCopy(), nil
 }
 
-func (e *electionEnv) elector(identity string, clock *fakeClock) *elector {
-	return newElector(e.api(), identity, e.config, clock.now)
+func (m *memLeases) create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if err := m.hook("create"); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l != nil {
+		return nil, apierrors.NewAlreadyExists(leaseResource, "lease")
+	}
+	return m.store(l, true), nil
 }
 
-func step(t *testing.T, el *elector, eligible bool) {
+func (m *memLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if err := m.hook("update"); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.l == nil && l.UID != "":
+		return nil, apierrors.NewConflict(leaseResource, "lease", fmt.Errorf("Precondition failed: UID in precondition: %s, UID in object meta: ", l.UID))
+	case m.l == nil:
+		return m.store(l, true), nil
+	case l.UID != "" && l.UID != m.l.UID, l.ResourceVersion != m.l.ResourceVersion:
+		return nil, apierrors.NewConflict(leaseResource, "lease", fmt.Errorf("the object has been modified"))
+	}
+	return m.store(l, false), nil
+}
+
+func (m *memLeases) store(l *coordinationv1.Lease, create bool) *coordinationv1.Lease {
+	l = l.DeepCopy()
+	if create {
+		m.uids++
+		l.UID = types.UID(fmt.Sprintf("uid-%d", m.uids))
+	}
+	m.rv++
+	l.ResourceVersion = fmt.Sprint(m.rv)
+	m.l = l
+	return l.DeepCopy()
+}
+
+// edit changes the stored Lease as a person with kubectl would.
+func (m *memLeases) edit(f func(l *coordinationv1.Lease)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f(m.l)
+	m.rv++
+	m.l.ResourceVersion = fmt.Sprint(m.rv)
+}
+
+func (m *memLeases) delete() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.l = nil
+}
+
+func (m *memLeases) holder() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.l == nil {
+		return ""
+	}
+	return deref(m.l.Spec.HolderIdentity)
+}
+
+// defaultTiming is the shipped timing: 15s / 10s / 2s, API_TIMEOUT 5s,
+// SIGHUP_CONFIRM_TIMEOUT 5s.
+var defaultTiming = timing{lease: 15 * time.Second, renew: 10 * time.Second, retry: 2 * time.Second, api: 5 * time.Second, confirm: 5 * time.Second}
+
+func stepOK(t *testing.T, el *elector, eligible bool) {
 	t.Helper()
-	if err := el.step(context.Background(), eligible); err != nil && !apierrors.IsConflict(err) {
+	if err := el.step(context.Background(), eligible); err != nil && !raceLost(err) {
 		t.Fatalf("%s: step: %v", el.identity, err)
 	}
 }
 
-func TestElectionAcquireAndRenew(t *testing.T) {
-	e := newElectionEnv(t)
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	a := e.elector("bp-0_uid-a", clock)
-	step(t, a, true)
-	if !a.leading(clock.now()) {
-		t.Fatal("first eligible replica did not take the free Lease")
+// leadingNow is facts().leading at the elector's clock.
+func leadingNow(el *elector) bool { return el.facts(el.now()).leading }
+
+// established is a Lease held by a, with b a standby that has seen it.
+func established(t *testing.T) (*memLeases, *fakeClock, *elector, *elector) {
+	t.Helper()
+	api, clock := &memLeases{}, newClock()
+	a, b := newElector(api, "bp-0_a", defaultTiming, clock.now), newElector(api, "bp-1_b", defaultTiming, clock.now)
+	stepOK(t, a, true) // sees it missing
+	clock.advance(defaultTiming.lease)
+	stepOK(t, a, true)
+	if !leadingNow(a) {
+		t.Fatal("a did not create a Lease missing for LEASE_DURATION")
 	}
-	if got := a.epoch().Transitions; got != 0 {
-		t.Errorf("new Lease epoch %d; want 0", got)
+	stepOK(t, b, true)
+	return api, clock, a, b
+}
+
+// TestInvariant2MissingLeaseIsWaitedOut: a missing Lease is an unreleased
+// one: nobody creates it before seeing it missing for LEASE_DURATION.
+func TestInvariant2MissingLeaseIsWaitedOut(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	a := newElector(api, "bp-0_a", defaultTiming, clock.now)
+	stepOK(t, a, true)
+	clock.advance(defaultTiming.lease - time.Millisecond)
+	stepOK(t, a, true)
+	if leadingNow(a) || api.l != nil {
+		t.Fatal("a replica created a Lease it had seen missing for less than LEASE_DURATION")
 	}
-	// Renewing keeps it within RENEW_DEADLINE of the last renew...
-	clock.advance(9 * time.Second)
-	step(t, a, true)
-	clock.advance(9 * time.Second)
-	if !a.leading(clock.now()) {
-		t.Error("leader lost the lead although it renewed 9s ago (deadline 10s)")
-	}
-	// ...and past it, without any API call, it no longer leads (invariant 1).
-	clock.advance(1 * time.Second)
-	if a.leading(clock.now()) {
-		t.Error("leader still leads 10s after its last renew")
+	clock.advance(time.Millisecond)
+	stepOK(t, a, true)
+	if !leadingNow(a) || a.epoch().Transitions != 0 {
+		t.Fatalf("after LEASE_DURATION missing: leading %v epoch %v; want leading at epoch 0", leadingNow(a), a.epoch())
 	}
 }
 
-// TestElectionTakeoverWaitsLeaseDuration is invariant 2: a standby takes an
-// unreleased Lease only after seeing it unchanged for LEASE_DURATION on its
-// own clock, whatever the timestamps in it say.
-func TestElectionTakeoverWaitsLeaseDuration(t *testing.T) {
-	e := newElectionEnv(t)
-	ca, cb := &fakeClock{t: time.Unix(1000, 0)}, &fakeClock{t: time.Unix(5000, 0)} // clocks far apart
-	a, b := e.elector("bp-0_uid-a", ca), e.elector("bp-1_uid-b", cb)
-	step(t, a, true)
-	step(t, b, true) // b first sees a's record now
-	if b.leading(cb.now()) {
-		t.Fatal("standby took a Lease held by a live leader")
+// TestInvariant2LeaseDeletedWhileLeaderForges: the leader whose renew finds
+// its Lease gone recreates it at once and keeps leading; a standby that
+// saw it missing waits, and then sees the leader's new record.
+func TestInvariant2LeaseDeletedWhileLeaderForges(t *testing.T) {
+	api, clock, a, b := established(t)
+	api.delete()
+	stepOK(t, b, true) // b sees it missing first
+	if leadingNow(b) || api.l != nil {
+		t.Fatal("a standby recreated a deleted Lease at once")
 	}
-	cb.advance(15*time.Second - time.Millisecond)
-	step(t, b, true)
-	if b.leading(cb.now()) {
-		t.Fatal("standby took the Lease before it stayed unchanged for LEASE_DURATION")
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true) // a's renew: 409 (UID precondition), read: missing, recreate
+	if !leadingNow(a) || api.holder() != a.identity {
+		t.Fatalf("the leader did not recreate its deleted Lease at once (holder %q)", api.holder())
 	}
-	cb.advance(2 * time.Millisecond)
-	step(t, b, true)
-	if !b.leading(cb.now()) {
-		t.Fatal("standby did not take a Lease unchanged for LEASE_DURATION")
+	if a.epoch().Transitions != 1 {
+		t.Errorf("recreated Lease epoch %v; want the count continued (1)", a.epoch())
 	}
-	if got := b.epoch().Transitions; got != 1 {
-		t.Errorf("epoch after takeover %d; want 1", got)
-	}
-	// The old leader learns on its next round and stops at once.
-	ca.advance(time.Second)
-	step(t, a, true)
-	if a.leading(ca.now()) {
-		t.Error("old leader still leads after the Lease passed")
-	}
-}
-
-// TestElectionRenewResetsStandbyClock: a renewal changes the record, so a
-// standby's observation starts over.
-func TestElectionRenewResetsStandbyClock(t *testing.T) {
-	e := newElectionEnv(t)
-	ca, cb := &fakeClock{t: time.Unix(1000, 0)}, &fakeClock{t: time.Unix(1000, 0)}
-	a, b := e.elector("bp-0_uid-a", ca), e.elector("bp-1_uid-b", cb)
-	step(t, a, true)
-	step(t, b, true)
-	for i := 0; i < 5; i++ {
-		ca.advance(2 * time.Second)
-		cb.advance(14 * time.Second)
-		step(t, a, true) // renew
-		step(t, b, true) // sees a new record: not expired
-		if b.leading(cb.now()) {
-			t.Fatalf("round %d: standby took a Lease its leader kept renewing", i)
+	for i := 0; i < 10; i++ {
+		clock.advance(defaultTiming.retry)
+		stepOK(t, a, true)
+		stepOK(t, b, true)
+		if leadingNow(b) {
+			t.Fatalf("round %d: the standby took the recreated Lease from a leader that renews it", i)
 		}
 	}
 }
 
-// TestElectionRelease is rule 4: a released Lease is taken at once.
-func TestElectionRelease(t *testing.T) {
-	e := newElectionEnv(t)
-	ca, cb := &fakeClock{t: time.Unix(1000, 0)}, &fakeClock{t: time.Unix(1000, 0)}
-	a, b := e.elector("bp-0_uid-a", ca), e.elector("bp-1_uid-b", cb)
-	step(t, a, true)
-	step(t, b, true)
-	if err := a.release(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if a.leading(ca.now()) {
-		t.Error("leader still leads after releasing")
-	}
-	step(t, b, true)
-	if !b.leading(cb.now()) {
-		t.Fatal("standby did not take a released Lease at once")
-	}
-	if got := b.epoch().Transitions; got != 1 {
-		t.Errorf("epoch after release and takeover %d; want 1", got)
+// TestInvariant2DeletedLeaseEndsLeadership: a holder that finds its Lease
+// gone and does not recreate it (stepping down, not eligible) stops
+// counting itself leader at once.
+func TestInvariant2DeletedLeaseEndsLeadership(t *testing.T) {
+	api, clock, a, _ := established(t)
+	api.delete()
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, false)
+	if leadingNow(a) || api.l != nil {
+		t.Errorf("after its Lease was deleted: leading %v, Lease %v; want not leading, not recreated", leadingNow(a), api.l != nil)
 	}
 }
 
-// TestElectionIdentityIsPodIncarnation is invariant 3: a pod recreated
-// under the same name is a new holder and must wait like any standby.
-func TestElectionIdentityIsPodIncarnation(t *testing.T) {
-	e := newElectionEnv(t)
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	old := e.elector("bp-0_uid-1", clock)
-	step(t, old, true)
-	recreated := e.elector("bp-0_uid-2", clock)
-	step(t, recreated, true)
-	if recreated.leading(clock.now()) {
+// TestInvariant1RecreateCutAtTheFence: the leader recreating its deleted
+// Lease no longer holds it, and the create is still cut at the renew
+// deadline.
+func TestInvariant1RecreateCutAtTheFence(t *testing.T) {
+	api, clock, a, _ := established(t)
+	fence := a.facts(clock.now()).fenceAt
+	clock.advance(defaultTiming.renew - time.Second)
+	api.delete()
+	var left time.Duration
+	api.before = func(op string) error {
+		if op == "create" {
+			return errors.New("probe only")
+		}
+		return nil
+	}
+	a.api = &deadlineSpy{leaseAPI: api, seen: &left}
+	a.step(context.Background(), true)
+	if want := fence.Sub(clock.now()); left > want+10*time.Millisecond || left <= 0 {
+		t.Errorf("the create's timeout %s; want it cut at the renew deadline, %s away", left, want)
+	}
+}
+
+// deadlineSpy notes the time left on a create's context.
+type deadlineSpy struct {
+	leaseAPI
+	seen *time.Duration
+}
+
+func (d *deadlineSpy) create(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		*d.seen = time.Until(dl)
+	}
+	return d.leaseAPI.create(ctx, l)
+}
+
+// TestInvariant2DeletedLeaseOfAPartitionedLeader: a leader that cannot
+// renew cannot recreate; the standby waits a full LEASE_DURATION of
+// "missing", by which time the leader is fenced and past its stopBy.
+func TestInvariant2DeletedLeaseOfAPartitionedLeader(t *testing.T) {
+	api, clock, a, b := established(t)
+	f := a.facts(clock.now())
+	api.delete()
+	stepOK(t, b, true)
+	seen := clock.now()
+	for !leadingNow(b) {
+		clock.advance(100 * time.Millisecond)
+		stepOK(t, b, true)
+	}
+	if took := clock.now().Sub(seen); took < defaultTiming.lease {
+		t.Errorf("standby created the deleted Lease %s after seeing it missing; want >= %s", took, defaultTiming.lease)
+	}
+	if !clock.now().After(f.stopBy) {
+		t.Errorf("standby took over at %s, before the old leader's stopBy %s", clock.now(), f.stopBy)
+	}
+}
+
+// TestInvariant2HolderStopsAtOnce: a Lease edited to name another holder,
+// or recreated by another replica, ends the leadership at the next look,
+// and stopBy is then: at once.
+func TestInvariant2HolderStopsAtOnce(t *testing.T) {
+	api, clock, a, _ := established(t)
+	api.edit(func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr("intruder") })
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)
+	f := a.facts(clock.now())
+	if f.leading {
+		t.Fatal("the holder still leads a Lease that names another")
+	}
+	if f.stopBy.After(clock.now()) {
+		t.Errorf("stopBy %s after the Lease passed; want now (%s): the other may already forge", f.stopBy, clock.now())
+	}
+}
+
+// TestInvariant2ObservationStampedWhenReadReturns: a slow read (API
+// priority and fairness queueing, a starved sidecar) is not credited to the
+// wait: the record may have been written just before the answer.
+func TestInvariant2ObservationStampedWhenReadReturns(t *testing.T) {
+	api, clock, a, b := established(t)
+	slow := 4 * time.Second
+	api.before = func(op string) error {
+		if op == "get" {
+			api.before = nil
+			clock.advance(slow) // queued; meanwhile the leader renews once more
+			stepOK(t, a, true)
+		}
+		return nil
+	}
+	clock.advance(defaultTiming.retry)
+	stepOK(t, b, true)
+	returned := clock.now()
+	clock.advance(defaultTiming.lease - time.Millisecond)
+	stepOK(t, b, true)
+	if leadingNow(b) {
+		t.Fatalf("standby took over %s after its slow read returned (%s before it was sent)", clock.now().Sub(returned), clock.now().Sub(returned)+slow)
+	}
+}
+
+// TestInvariant2NeverShorterThanOwnLeaseDuration: a record that says
+// leaseDurationSeconds 1 (not a release) is still waited out for this
+// replica's own LEASE_DURATION.
+func TestInvariant2NeverShorterThanOwnLeaseDuration(t *testing.T) {
+	api, clock, _, b := established(t)
+	api.edit(func(l *coordinationv1.Lease) { l.Spec.LeaseDurationSeconds = ptr(int32(1)) })
+	stepOK(t, b, true)
+	clock.advance(defaultTiming.lease - time.Millisecond)
+	stepOK(t, b, true)
+	if leadingNow(b) {
+		t.Fatal("standby took over after the record's 1s instead of its own LEASE_DURATION")
+	}
+	clock.advance(time.Millisecond)
+	stepOK(t, b, true)
+	if !leadingNow(b) {
+		t.Fatal("standby did not take a Lease unchanged for its LEASE_DURATION")
+	}
+}
+
+// TestElectionTakeoverWaitsLeaseDuration: a renewal restarts the wait; an
+// unchanged record is taken after LEASE_DURATION; the old holder learns it
+// at its next look.
+func TestElectionTakeoverWaitsLeaseDuration(t *testing.T) {
+	_, clock, a, b := established(t)
+	for i := 0; i < 5; i++ {
+		clock.advance(defaultTiming.retry)
+		stepOK(t, a, true)
+		stepOK(t, b, true)
+		if leadingNow(b) {
+			t.Fatalf("round %d: standby took a Lease its leader kept renewing", i)
+		}
+	}
+	last := clock.now()
+	for !leadingNow(b) {
+		clock.advance(100 * time.Millisecond)
+		stepOK(t, b, true)
+	}
+	if took := clock.now().Sub(last); took < defaultTiming.lease || took > defaultTiming.lease+100*time.Millisecond {
+		t.Errorf("takeover %s after the last renew was seen; want LEASE_DURATION", took)
+	}
+	if b.epoch().Transitions != 1 {
+		t.Errorf("epoch after takeover %v; want 1", b.epoch())
+	}
+	stepOK(t, a, true)
+	if leadingNow(a) {
+		t.Error("old leader still leads after the Lease passed")
+	}
+}
+
+// TestInvariant7LostReleaseReplyEndsLeadership: a release whose reply is
+// lost may have landed and been taken: the replica stops counting itself
+// leader when it sends it, and leads again only by a write of its own.
+func TestInvariant7LostReleaseReplyEndsLeadership(t *testing.T) {
+	api, clock, a, b := established(t)
+	api.before = func(op string) error {
+		if op == "update" {
+			api.before = nil
+			l := a.lease.DeepCopy() // the release lands...
+			l.Spec.HolderIdentity, l.Annotations = ptr(""), map[string]string{releasedBy: a.identity}
+			api.update(context.Background(), l)
+			return errors.New("connection reset by peer") // ...and its answer is lost
+		}
+		return nil
+	}
+	if err := a.release(context.Background()); err == nil {
+		t.Fatal("release: want the lost reply's error")
+	}
+	if leadingNow(a) {
+		t.Error("a replica whose release reply was lost still counts itself leader")
+	}
+	stepOK(t, b, true)
+	if !leadingNow(b) {
+		t.Error("the standby did not take the released Lease")
+	}
+	stepOK(t, a, true)
+	if leadingNow(a) {
+		t.Error("the old leader leads again without having written")
+	}
+	_ = clock
+}
+
+// TestInvariant7ReleaseIsTakenAtOnce and its hand-made twin: a Lease
+// released by its holder is taken at once; an empty holder without the
+// release mark (kubectl edit) is waited out like any unreleased Lease, and
+// the holder stops at once.
+func TestInvariant7ReleaseIsTakenAtOnce(t *testing.T) {
+	t.Run("released by the holder", func(t *testing.T) {
+		_, _, a, b := established(t)
+		if err := a.release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if leadingNow(a) {
+			t.Error("leader still leads after releasing")
+		}
+		stepOK(t, b, true)
+		if !leadingNow(b) {
+			t.Fatal("standby did not take a released Lease at once")
+		}
+	})
+	t.Run("holder emptied by hand", func(t *testing.T) {
+		api, clock, a, b := established(t)
+		api.edit(func(l *coordinationv1.Lease) { l.Spec.HolderIdentity = ptr("") })
+		stepOK(t, b, true)
+		if leadingNow(b) {
+			t.Fatal("standby took at once a Lease whose holder was emptied by hand")
+		}
+		clock.advance(defaultTiming.retry)
+		stepOK(t, a, true)
+		if leadingNow(a) {
+			t.Error("the holder still leads a Lease that no longer names it")
+		}
+		clock.advance(defaultTiming.lease)
+		stepOK(t, b, true)
+		if !leadingNow(b) {
+			t.Error("standby did not take the emptied Lease after LEASE_DURATION")
+		}
+	})
+}
+
+// TestInvariant3IdentityIsPodIncarnation: a pod recreated under the same
+// name is a new holder and must wait; the same incarnation restarting (a
+// sidecar container restart) resumes, and until it has renewed its stopBy
+// is "now": when the old process last renewed is unknown.
+func TestInvariant3IdentityIsPodIncarnation(t *testing.T) {
+	api, clock, a, _ := established(t)
+	recreated := newElector(api, "bp-0_new-uid", defaultTiming, clock.now)
+	stepOK(t, recreated, true)
+	if leadingNow(recreated) {
 		t.Fatal("a recreated pod with the same name took its predecessor's live Lease")
 	}
-	// The same incarnation restarting (a sidecar container restart) keeps it.
-	restarted := e.elector("bp-0_uid-1", clock)
-	step(t, restarted, true)
-	if !restarted.leading(clock.now()) {
+	restarted := newElector(api, a.identity, defaultTiming, clock.now)
+	stepOK(t, restarted, false) // not eligible: it reads only
+	if f := restarted.facts(clock.now()); f.leading || f.stopBy.IsZero() || f.stopBy.After(clock.now()) {
+		t.Errorf("a restarted sidecar of the holder: leading %v, stopBy %v; want not leading, stopBy now", f.leading, f.stopBy)
+	}
+	stepOK(t, restarted, true)
+	if !leadingNow(restarted) {
 		t.Error("a restarted sidecar of the holding pod did not resume its Lease")
 	}
 }
 
-// TestElectionConflict: two candidates racing for one expired Lease: the
-// server's optimistic concurrency lets exactly one win.
-func TestElectionConflict(t *testing.T) {
-	e := newElectionEnv(t)
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	holder := e.elector("bp-0_uid-a", clock)
-	step(t, holder, true)
-	b, c := e.elector("bp-1_uid-b", clock), e.elector("bp-2_uid-c", clock)
-	step(t, b, true)
-	step(t, c, true)
-	clock.advance(16 * time.Second)
-	// Both read the same expired record before either writes.
-	lb, err := b.read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.observe(lb, clock.now())
-	lc, err := c.read(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.observe(lc, clock.now())
-	errB := b.write(context.Background(), clock.now(), b.takeover(clock.now()))
-	errC := c.write(context.Background(), clock.now(), c.takeover(clock.now()))
-	if (errB == nil) == (errC == nil) {
-		t.Fatalf("want exactly one winner: b=%v c=%v", errB, errC)
-	}
-	loser := errB
-	if errB == nil {
-		loser = errC
-	}
-	if !apierrors.IsConflict(loser) {
-		t.Errorf("loser got %v; want 409 Conflict", loser)
-	}
-	if b.leading(clock.now()) == c.leading(clock.now()) {
-		t.Error("both or neither lead after the race")
-	}
-}
-
-// TestElectionEpochNeverGoesBack is invariant 9: after an etcd restore
-// puts leaseTransitions below a value seen, the replica does not trust the
-// epoch, and its next write puts the count back above it.
-func TestElectionEpochNeverGoesBack(t *testing.T) {
-	e := newElectionEnv(t)
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	a := e.elector("bp-0_uid-a", clock)
-	step(t, a, true)
-	setTransitions(t, e.admin, 7)
-	clock.advance(2 * time.Second)
-	step(t, a, true)
-	if !a.epochTrusted() || a.epoch().Transitions != 7 {
-		t.Fatalf("epoch %v trusted %v; want 7, trusted", a.epoch(), a.epochTrusted())
-	}
-	setTransitions(t, e.admin, 3) // the restore
-	a.lease = nil                 // force a read, as after a conflict
-	clock.advance(2 * time.Second)
-	if err := a.step(context.Background(), true); err != nil {
-		t.Fatal(err)
-	}
-	l, err := e.admin.get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := derefInt(l.Spec.LeaseTransitions); got != 8 {
-		t.Errorf("transitions after renewing over a restored record: %d; want 8", got)
-	}
-	if !a.epochTrusted() {
-		t.Error("epoch still untrusted after the count was put back above every value seen")
-	}
-	// An untrusted epoch on its own: the record read back says 3 < 8.
-	setTransitions(t, e.admin, 3)
-	l, _ = e.admin.get(context.Background())
-	a.observe(l, clock.now())
+// TestInvariant9EpochNeverGoesBack: after a restore puts leaseTransitions
+// below a value seen, the epoch is not trusted, and the next renew puts the
+// count back above it.
+func TestInvariant9EpochNeverGoesBack(t *testing.T) {
+	api, clock, a, _ := established(t)
+	api.edit(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr(int32(7)) })
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true) // 409, read 7, renew
+	api.edit(func(l *coordinationv1.Lease) { l.Spec.LeaseTransitions = ptr(int32(3)) })
+	l, _ := api.get(context.Background())
 	a.lease = l
+	a.observe(l, clock.now())
 	if a.epochTrusted() {
 		t.Error("an epoch below one already seen is trusted")
 	}
-}
-
-func setTransitions(t *testing.T, admin leaseAPI, n int32) {
-	t.Helper()
-	l, err := admin.get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Spec.LeaseTransitions = &n
-	if _, err := admin.update(context.Background(), l); err != nil {
-		t.Fatal(err)
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)
+	if got := derefInt(api.l.Spec.LeaseTransitions); got != 8 || !a.epochTrusted() {
+		t.Errorf("transitions after renewing over a restored record: %d (trusted %v); want 8, trusted", got, a.epochTrusted())
 	}
 }
 
-// TestElectionCallTimeoutWithinDeadline is invariant 1's second half: every
-// call made while leading ends before the renew deadline.
-func TestElectionCallTimeoutWithinDeadline(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	c, _ := loadConfig(runEnv().lookup, "run")
-	el := newElector(nil, "x", c, clock.now)
-	el.renewedAt = clock.now()
+// TestInvariant1CallTimeoutWithinDeadline: every call made while leading
+// ends before the renew deadline.
+func TestInvariant1CallTimeoutWithinDeadline(t *testing.T) {
+	_, clock, a, _ := established(t)
 	clock.advance(8 * time.Second) // 2s left; API_TIMEOUT is 5s
-	ctx, cancel := el.callContext(context.Background())
+	ctx, cancel := a.callContext(context.Background())
 	defer cancel()
 	dl, _ := ctx.Deadline()
 	if left := time.Until(dl); left > 2*time.Second || left < 1900*time.Millisecond {
@@ -279,24 +504,25 @@ func TestElectionCallTimeoutWithinDeadline(t *testing.T) {
 	}
 }
 
-// TestLeaseLabels: the Lease carries the tenant labels.
-func TestLeaseLabels(t *testing.T) {
-	tn := newTenant(t)
-	c, _ := loadConfig(runEnv("POOL_ID", bech32Pool).lookup, "run")
-	tt := resolveTenant(c)
-	api := &kubeLeases{rc: restClientFor(t, tn.SA), namespace: tn.Namespace, name: tt.Lease, labels: tt.Labels}
-	clock := &fakeClock{t: time.Unix(1000, 0)}
-	el := newElector(api, "bp-0_u", c, clock.now)
-	step(t, el, true)
-	raw, err := restClientFor(t, controlPlane(t).AdminConfig()).Get().AbsPath("/apis/coordination.k8s.io/v1/namespaces", tn.Namespace, "leases", tt.Lease).DoRaw(context.Background())
-	if err != nil {
+// TestElectionConflict: two candidates racing for one expired Lease: the
+// optimistic concurrency lets exactly one win.
+func TestElectionConflict(t *testing.T) {
+	api, clock, _, b := established(t)
+	c := newElector(api, "bp-2_c", defaultTiming, clock.now)
+	stepOK(t, c, true)
+	clock.advance(defaultTiming.lease)
+	if _, err := b.read(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var l coordinationv1.Lease
-	json.Unmarshal(raw, &l)
-	for k, v := range tt.Labels {
-		if l.Labels[k] != v {
-			t.Errorf("label %s=%q; want %q", k, l.Labels[k], v)
-		}
+	if _, err := c.read(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	errB := b.write(context.Background(), clock.now(), b.takeover(clock.now()))
+	errC := c.write(context.Background(), clock.now(), c.takeover(clock.now()))
+	if (errB == nil) == (errC == nil) || !raceLost(errB) && !raceLost(errC) {
+		t.Fatalf("want exactly one winner and a 409: b=%v c=%v", errB, errC)
+	}
+	if leadingNow(b) == leadingNow(c) {
+		t.Error("both or neither lead after the race")
 	}
 }

@@ -30,6 +30,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -166,6 +168,34 @@ func newRESTClient(rc *rest.Config) (*rest.RESTClient, error) {
 	// make a renew wait.
 	rc.QPS, rc.Burst = 50, 100
 	return rest.RESTClientFor(rc)
+}
+
+// trouble is a condition that keeps this replica from part of its job: it
+// is logged at WARN once when it starts and once when it ends (SPEC 8),
+// never on every pass; changes in between are DEBUG.
+type trouble struct {
+	what, ok string // the messages for start and end
+	err      error  // the current problem; nil when none
+}
+
+func (t *trouble) set(log *slog.Logger, err error) {
+	switch {
+	case err != nil && t.err == nil:
+		log.Warn(t.what, "err", err.Error())
+	case err == nil && t.err != nil:
+		log.Warn(t.ok, "was", t.err.Error())
+	case err != nil && err.Error() != t.err.Error():
+		log.Debug(t.what, "err", err.Error())
+	}
+	t.err = err
+}
+
+// randomID stands in for POD_UID outside a cluster, so two runs of the same
+// pod name are still two holders.
+func randomID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // newLogger is the one logger: JSON lines on stderr with the tenant fields

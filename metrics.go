@@ -47,6 +47,12 @@ func newMetricSet(c *config, s *sidecar) *metricSet {
 		}
 		return time.Since(v.renewedAt).Seconds()
 	}))
+	// The node's forging state as a state set: unknown is not off, and an
+	// alert can tell "cannot tell" from "not forging".
+	for st := stateUnknown; st <= stateDisabling; st++ {
+		name := st.String()
+		m.gauge("forge_manager_node_forging_state", view(func(v *snapshot) float64 { return b2f(v.ForgingState == name) }), "state", name)
+	}
 	m.gauge("forge_manager_build_info", func() float64 { return 1 }, "version", version, "goversion", runtime.Version())
 	// Created up front so every series exists from the first scrape.
 	m.leadershipChanges()

@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // What forge-manager reports, checked on the real binary through a failover
@@ -15,9 +17,6 @@ import (
 )
 
 func TestReportingThroughFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the control plane and simulated pods")
-	}
 	c := newCluster(t, 3, fastTiming)
 	leader, _ := c.settled(testenv.Monotonic(), 40*time.Second)
 	c.checkMetrics(leader)

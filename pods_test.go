@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // Test helpers around testenv.Cluster: simulated block-producer pods, each
@@ -42,28 +44,19 @@ func testBinaries(t testing.TB) (string, string) {
 	return binFM, binNode
 }
 
-// envelope is a cardano text envelope like the real key files; the bytes
-// are fake, and the tests look for them in logs and metrics.
-func envelope(typ, secret string) []byte {
-	return []byte(fmt.Sprintf(`{"type": %q, "description": "test key", "cborHex": "5820%x"}`, typ, secret))
-}
-
-// testSecrets are three key files whose hex holds the marker "secret",
-// which the no-leak checks look for (leaksKey).
-func testSecrets() map[string][]byte { return testenv.FakeKeys("secret") }
-
-// fastTiming keeps the fault tests short while keeping every ratio that
-// matters: LEASE_DURATION - RENEW_DEADLINE = 3s covers the dead-man probe
-// (1s period + 0.5s grace) with 1.5s to spare.
+// fastTiming keeps the fault tests short while keeping every margin of the
+// defaults (15s/10s/2s): LEASE_DURATION - RENEW_DEADLINE = 5s holds the
+// shipped dead-man probe's 4s budget (testenv.ShippedProbe) and killMargin.
 const (
-	lease = 8 * time.Second
-	renew = 5 * time.Second
-	retry = time.Second
+	lease   = 10 * time.Second
+	renew   = 5 * time.Second
+	retry   = time.Second
+	confirm = 2 * time.Second
 )
 
 var fastTiming = map[string]string{
 	"LEASE_DURATION": lease.String(), "RENEW_DEADLINE": renew.String(), "RETRY_PERIOD": retry.String(),
-	"SIGHUP_CONFIRM_TIMEOUT": "2s",
+	"SIGHUP_CONFIRM_TIMEOUT": confirm.String(),
 }
 
 type cluster struct {

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,8 +36,57 @@ type nodeProc struct {
 
 func (p nodeProc) String() string { return fmt.Sprintf("pid %d (start %d)", p.PID, p.Start) }
 
-// errNodeNotFound: no process of that name in this PID namespace.
+// errNodeNotFound: the incarnation is gone.
 var errNodeNotFound = errors.New("node process not found")
+
+// nodeAccess is how the loop reaches the node: the processes that may be it,
+// the incarnation it tracks, its socket and its forging gauge. hostNode is
+// the real one; tests substitute a simulated node.
+type nodeAccess interface {
+	// candidates lists every process that may be the node; an error means
+	// /proc could not be read, which is not "no node".
+	candidates() ([]nodeProc, error)
+	// alive tells whether p still runs; an error means it cannot be told,
+	// which is not "gone".
+	alive(p nodeProc) (bool, error)
+	signal(p nodeProc, sig unix.Signal) error
+	socketAnswers() bool
+	// forging reads the gauge: exactly 0 or 1, anything else is an error.
+	forging(ctx context.Context) (bool, error)
+	// started is when this sidecar started, in the unit of nodeProc.Start:
+	// a node that started later was started non-producing by the kubelet.
+	started() uint64
+}
+
+// hostNode is nodeAccess in the pod's shared process namespace.
+type hostNode struct {
+	fs         procFS
+	name       string // CARDANO_NODE_PROCESS_NAME
+	socket     string // NODE_SOCKET
+	metricsURL string // NODE_METRICS_URL
+	self       uint64
+}
+
+// newHostNode needs this process's own start time: without it every node
+// would look started after the sidecar, so booted non-producing and off.
+func newHostNode(fs procFS, name, socket, metricsURL string) (*hostNode, error) {
+	h := &hostNode{fs: fs, name: name, socket: socket, metricsURL: metricsURL}
+	_, self, _, err := fs.stat(fs.self)
+	if err != nil {
+		return nil, fmt.Errorf("read this process's start time in %s: %w", fs.root, err)
+	}
+	h.self = self
+	return h, nil
+}
+
+func (h *hostNode) candidates() ([]nodeProc, error)          { return h.fs.findNode(h.name) }
+func (h *hostNode) alive(p nodeProc) (bool, error)           { return h.fs.alive(p) }
+func (h *hostNode) signal(p nodeProc, sig unix.Signal) error { return h.fs.signal(p, sig) }
+func (h *hostNode) socketAnswers() bool                      { return socketAnswers(h.socket) }
+func (h *hostNode) forging(ctx context.Context) (bool, error) {
+	return readForging(ctx, h.metricsURL)
+}
+func (h *hostNode) started() uint64 { return h.self }
 
 // procFS reads processes from a /proc; tests point root at a fake tree.
 type procFS struct {
@@ -44,36 +94,41 @@ type procFS struct {
 	self int    // our own PID, never a candidate
 }
 
-// findNode returns the one process whose executable name (comm, or the base
-// name of argv[0]) is name. PID 1 (the pod's pause process) and this process
-// never match; zombies are dead. Two matches are an error: which one forges
-// cannot be told, so neither is trusted.
-func (fs procFS) findNode(name string) (nodeProc, error) {
+// findNode returns every process whose executable name (comm, or the base
+// name of argv[0]) is name. PID 1 (the pod's pause process) and this
+// process never match; zombies are dead. Which of several is the node is
+// the caller's question: the incarnation it already tracks stays the node
+// while it lives; without one, several matches are "cannot tell".
+func (fs procFS) findNode(name string) ([]nodeProc, error) {
 	entries, err := os.ReadDir(fs.root)
 	if err != nil {
-		return nodeProc{}, fmt.Errorf("read %s: %w", fs.root, err)
+		return nil, fmt.Errorf("read %s: %w", fs.root, err)
 	}
 	var found []nodeProc
+	var unreadable error
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == 1 || pid == fs.self {
 			continue
 		}
 		comm, start, state, err := fs.stat(pid)
-		if err != nil || state == 'Z' || state == 'X' {
+		switch {
+		case gone(err) || state == 'Z' || state == 'X':
 			continue // gone since ReadDir, or dead
+		case err != nil:
+			unreadable = err // it may be the node: "cannot tell", not "no node"
+			continue
 		}
 		if comm == name || fs.argv0(pid) == name { // comm is cut at 15 bytes; argv[0] is not
 			found = append(found, nodeProc{pid, start})
 		}
 	}
-	switch len(found) {
-	case 0:
-		return nodeProc{}, errNodeNotFound
-	case 1:
-		return found[0], nil
-	}
-	return nodeProc{}, fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(found), name, found)
+	return found, unreadable
+}
+
+// gone tells a process that exited from one that cannot be read.
+func gone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)
 }
 
 // stat parses /proc/PID/stat: comm is between the first '(' and the last
@@ -108,31 +163,45 @@ func (fs procFS) argv0(pid int) string {
 	return filepath.Base(string(b))
 }
 
-// alive tells whether p is still the same incarnation.
-func (fs procFS) alive(p nodeProc) bool {
+// alive tells whether p is still the same incarnation; an error other than
+// "no such process" means it cannot be told.
+func (fs procFS) alive(p nodeProc) (bool, error) {
 	_, start, state, err := fs.stat(p.PID)
-	return err == nil && start == p.Start && state != 'Z' && state != 'X'
+	switch {
+	case gone(err):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return start == p.Start && state != 'Z' && state != 'X', nil
 }
+
+// pidfdOpen is pidfd_open(2); a test makes it fail.
+var pidfdOpen = unix.PidfdOpen
 
 // errNotSignalable wraps EPERM from kill: the node runs as another user.
 var errNotSignalable = errors.New("not permitted to signal the node: run the node and forge-manager containers as the same UID (runAsUser), or grant forge-manager CAP_KILL")
 
 // signal sends sig to exactly the incarnation p. A pidfd pins the process
 // while its start time is checked, so a PID reused in between is never
-// signalled (Linux 5.3+; older kernels fall back to kill(2)).
+// signalled. When pidfd_open fails for any reason but "no such process" (an
+// old kernel, a seccomp profile, no file descriptors left), kill(2) after
+// the same check still reaches it: a reuse would need the PID to cycle in
+// the microseconds between the check and the call.
 func (fs procFS) signal(p nodeProc, sig unix.Signal) error {
-	pidfd, err := unix.PidfdOpen(p.PID, 0)
+	pidfd, err := pidfdOpen(p.PID, 0)
 	switch {
 	case errors.Is(err, unix.ESRCH):
 		return fmt.Errorf("node %s: %w", p, errNodeNotFound)
-	case errors.Is(err, unix.ENOSYS):
-		pidfd = -1
 	case err != nil:
-		return fmt.Errorf("node %s: pidfd_open: %w", p, err)
+		pidfd = -1
 	default:
 		defer unix.Close(pidfd)
 	}
-	if !fs.alive(p) {
+	switch ok, err := fs.alive(p); {
+	case err != nil:
+		return fmt.Errorf("node %s: cannot check it is still the node: %w", p, err)
+	case !ok:
 		return fmt.Errorf("node %s: %w", p, errNodeNotFound)
 	}
 	if pidfd >= 0 {
@@ -188,7 +257,8 @@ func readForging(ctx context.Context, url string) (bool, error) {
 }
 
 // parseForging finds the forging gauge in Prometheus text exposition: a line
-// "name value" or "name{labels} value".
+// "name value" or "name{labels} value". Only exactly 0 and 1 mean anything:
+// NaN, 0.5 or 2 say the node cannot be understood, which is not "off".
 func parseForging(r io.Reader) (bool, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
@@ -207,14 +277,237 @@ func parseForging(r io.Reader) (bool, error) {
 				return false, fmt.Errorf("node metrics: %s has no value", m)
 			}
 			v, err := strconv.ParseFloat(f[0], 64)
-			if err != nil {
-				return false, fmt.Errorf("node metrics: %s value %q: %w", m, f[0], err)
+			if err != nil || (v != 0 && v != 1) {
+				return false, fmt.Errorf("node metrics: %s value %q: want exactly 0 or 1", m, f[0])
 			}
-			return v >= 1, nil
+			return v == 1, nil
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return false, fmt.Errorf("node metrics: %w", err)
 	}
 	return false, fmt.Errorf("node metrics: no %s or %s (is the node's PrometheusSimple backend on?)", forgingMetrics[0], forgingMetrics[1])
+}
+
+// nodeTracker follows the node's incarnations and what each was told: the
+// observing half of the forging state machine (forge.go decides).
+type nodeTracker struct {
+	host        nodeAccess
+	name        string        // CARDANO_NODE_PROCESS_NAME, for messages
+	confirm     time.Duration // SIGHUP_CONFIRM_TIMEOUT
+	confirmable bool          // NODE_METRICS_URL is set
+	socketWait  time.Duration // SOCKET_WAIT_TIMEOUT
+	log         *slog.Logger
+	m           *metricSet
+
+	n                           nodeState
+	find, gauge, signals, waits trouble
+}
+
+func newNodeTracker(host nodeAccess, name string, confirm, socketWait time.Duration, confirmable bool, log *slog.Logger, m *metricSet) *nodeTracker {
+	return &nodeTracker{host: host, name: name, confirm: confirm, confirmable: confirmable, socketWait: socketWait, log: log, m: m,
+		find:    trouble{what: "node process not usable", ok: "node process found"},
+		gauge:   trouble{what: "cannot read the node's forging gauge", ok: "node forging gauge readable again"},
+		signals: trouble{what: "cannot signal the node; not eligible to forge", ok: "node can be signalled again"},
+		waits:   trouble{what: "node socket still not answering; still waiting", ok: "node socket answers"},
+	}
+}
+
+// observe finds the node incarnation, checks its socket and reads its gauge.
+func (t *nodeTracker) observe(ctx context.Context, now time.Time) {
+	t.track(now)
+	n := &t.n
+	if n.presence != nodeBooting && n.presence != nodeUp {
+		return
+	}
+	t.checkSocket(now)
+	t.recheckSignal() // every pass: a replica that could not disable its node must not lead
+	switch {
+	case t.confirmable && n.presence == nodeUp:
+		t.readGauge(ctx, now)
+	case !t.confirmable:
+		n.confirmBlind(now, t.confirm)
+	}
+}
+
+// track keeps the incarnation it follows while that one lives (another
+// process of the same name beside it changes nothing), and otherwise looks
+// for exactly one.
+func (t *nodeTracker) track(now time.Time) {
+	n := &t.n
+	if n.presence == nodeBooting || n.presence == nodeUp {
+		switch ok, err := t.host.alive(n.proc); {
+		case err != nil || ok:
+			t.find.set(t.log, err) // cannot tell: it stays the node
+			return
+		}
+		t.log.Warn("node process gone", "pid", n.proc.PID)
+	}
+	cands, err := t.host.candidates()
+	switch {
+	case err == nil && len(cands) == 1:
+		t.found(cands[0], now)
+		err = nil
+	case err == nil && len(cands) == 0:
+		// Gone is off. A socket that answers anyway belongs to a node we
+		// cannot see: it may be forging.
+		*n = nodeState{presence: nodeAbsent, state: stateOff}
+		if t.host.socketAnswers() {
+			n.presence, n.state = nodeHidden, stateUnknown
+		}
+		err = errNodeNotFound
+	default:
+		if err == nil {
+			err = fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(cands), t.name, cands)
+		}
+		*n = nodeState{presence: nodeAmbiguous, state: t.unsignalled(cands), findErr: err}
+	}
+	t.find.set(t.log, err)
+}
+
+// unsignalled is the state of processes none of which this sidecar tracks:
+// off if every one started after it (booted non-producing, and nobody else
+// signals a node), else unknown. An unreadable /proc is unknown.
+func (t *nodeTracker) unsignalled(cands []nodeProc) forgeState {
+	for _, p := range cands {
+		if p.Start < t.host.started() {
+			return stateUnknown
+		}
+	}
+	if cands == nil {
+		return stateUnknown
+	}
+	return stateOff
+}
+
+func (t *nodeTracker) found(p nodeProc, now time.Time) {
+	fresh := p.Start >= t.host.started()
+	t.n = nodeState{proc: p, presence: nodeBooting, fresh: fresh, seenAt: now, state: stateUnknown}
+	if fresh {
+		t.n.state = stateOff // the kubelet started it non-producing; nobody signalled it yet
+	}
+	t.log.Info("node process found", "pid", p.PID, "started_after_sidecar", fresh)
+}
+
+// recheckSignal sends signal 0, which checks permission without effect: a
+// node we may not signal must never be made leader (SPEC 2: same UID or
+// CAP_KILL), and a leader that loses the means hands over.
+func (t *nodeTracker) recheckSignal() {
+	err := t.host.signal(t.n.proc, 0)
+	if errors.Is(err, errNodeNotFound) {
+		return // gone: the next look finds out
+	}
+	t.n.signalErr = err
+	t.signals.set(t.log, err)
+}
+
+func (t *nodeTracker) checkSocket(now time.Time) {
+	n := &t.n
+	if n.presence == nodeUp && now.Sub(n.socketAt) < socketRecheck {
+		return
+	}
+	n.socketAt = now
+	switch {
+	case t.host.socketAnswers():
+		if n.presence != nodeUp {
+			t.log.Info("node socket answers", "pid", n.proc.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
+		}
+		n.presence, n.socketFails = nodeUp, 0
+	case n.presence == nodeUp:
+		n.socketFails++
+	}
+	var err error
+	if n.presence != nodeUp && now.Sub(n.seenAt) > t.socketWait {
+		err = fmt.Errorf("node %s: socket not answering after %s", n.proc, now.Sub(n.seenAt).Round(time.Second))
+	}
+	t.waits.set(t.log, err)
+}
+
+// readGauge reads the forging gauge and moves the state by it.
+func (t *nodeTracker) readGauge(ctx context.Context, now time.Time) {
+	n := &t.n
+	v, err := t.host.forging(ctx)
+	r := readNone
+	switch {
+	case err != nil && n.gaugeErr == nil:
+		n.gaugeErrSince = now
+	case err == nil && v:
+		r = readOn
+	case err == nil:
+		r = readOff
+	}
+	n.gaugeErr = err
+	t.gauge.set(t.log, err)
+	was := n.state
+	n.confirm(r, now, t.confirm)
+	t.noteState(was, now)
+}
+
+// noteState logs what a reading changed.
+func (t *nodeTracker) noteState(was forgeState, now time.Time) {
+	n := &t.n
+	took := now.Sub(n.sent).Round(time.Millisecond).String()
+	switch {
+	case was == n.state:
+	case was == stateEnabling && n.state == stateOn:
+		t.log.Info("forging enabled, confirmed by the node", "pid", n.proc.PID, "took", took)
+	case was == stateEnabling:
+		t.log.Warn("node did not confirm forging; its state is unknown until it says; will retry", "pid", n.proc.PID,
+			"attempts", n.failures, "retry_in", n.retryAt.Sub(now).Round(time.Millisecond).String(), "gauge_err", errString(n.gaugeErr))
+	case was == stateDisabling:
+		t.log.Info("forging disabled, confirmed by the node", "pid", n.proc.PID, "took", took)
+	case n.state == stateUnknown && n.fresh && !n.signalled:
+		t.log.Warn("node reports forging although it was never signalled: is it started with --start-as-non-producing-node? (or cardano-node issue #6113); treating it as forging",
+			"pid", n.proc.PID)
+	default:
+		t.log.Info("node forging state", "pid", n.proc.PID, "was", was.String(), "now", n.state.String())
+	}
+}
+
+// hup sends one SIGHUP, the files already set for enable or not; false if
+// it could not be delivered. Without a gauge, a delivered signal counts as
+// done (NODE_METRICS_URL="").
+func (t *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
+	n := &t.n
+	if err := t.host.signal(n.proc, unix.SIGHUP); err != nil {
+		if !errors.Is(err, errNodeNotFound) {
+			n.signalErr = err // a replica that cannot signal is not eligible: it hands over
+			t.signals.set(t.log, err)
+		}
+		return false
+	}
+	n.signalErr = nil
+	t.signals.set(t.log, nil)
+	n.signalled, n.sent, n.before = true, now, n.lastRead
+	reason := "disable"
+	switch {
+	case enable:
+		reason, n.state, n.sending = "enable", stateEnabling, digest
+	case !t.confirmable:
+		n.state = stateOff // delivered counts, with no gauge to ask
+	default:
+		n.state = stateDisabling
+	}
+	t.m.sighup(reason)
+	t.log.Debug("SIGHUP sent", "pid", n.proc.PID, "reason", reason)
+	return true
+}
+
+// kill ends the node with SIGKILL: its forging threads stop with it, and the
+// kubelet restarts it non-producing. SIGKILL, not SIGTERM, because a
+// graceful shutdown may outlast the Lease. false if it could not be killed.
+func (t *nodeTracker) kill(why string) bool {
+	n := &t.n
+	err := t.host.signal(n.proc, unix.SIGKILL)
+	t.log.Error("killing the node", "pid", n.proc.PID, "why", why, "err", errString(err))
+	if err != nil && !errors.Is(err, errNodeNotFound) {
+		n.signalErr = err
+		t.signals.set(t.log, err)
+		return false
+	}
+	if err == nil {
+		t.m.nodeTerminated()
+	}
+	n.state = stateOff
+	return true
 }

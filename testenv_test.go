@@ -1,3 +1,5 @@
+//go:build integration
+
 package main
 
 // The integration tests' control plane: a real etcd and kube-apiserver

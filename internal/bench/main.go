@@ -80,7 +80,6 @@ func run(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	c.Probe, c.Grace = 2*time.Second, time.Second
 	for _, name := range []string{"bp-0", "bp-1", "bp-2"} {
 		if _, err := c.Start(ctx, name, nil); err != nil {
 			return err

@@ -16,7 +16,10 @@
 //     directory, or a dangling link) disables it, a present but empty or
 //     corrupt file changes nothing;
 //   - faults on demand: -ignore-disable (a wedged node that never stops
-//     forging on SIGHUP), -drop-hups N (lost signals);
+//     forging on SIGHUP), -drop-hups N (lost signals), -metrics-broken-file
+//     (while it exists the forging gauge cannot be read), -idle D (not a
+//     node at all: a process of the same name, as `cardano-node --version`
+//     under kubectl exec, that only waits D and exits);
 //   - it serves cardano_node_metrics_forging_enabled_int on
 //     127.0.0.1:-metrics-port/metrics, and /health (503 while the file
 //     -unhealthy-file exists).
@@ -61,6 +64,8 @@ var (
 	unhealthy    = flag.String("unhealthy-file", "", "while this file exists, /health answers 503")
 	stuck        = flag.Bool("ignore-disable", false, "fault: a SIGHUP never disables forging (a wedged node)")
 	dropHUPs     = flag.Int("drop-hups", 0, "fault: the first N SIGHUPs after startup are lost")
+	brokenGauge  = flag.String("metrics-broken-file", "", "fault: while this file exists, /metrics answers 503")
+	idle         = flag.Duration("idle", 0, "not a node: wait this long and exit (a second process of the node's name)")
 )
 
 var (
@@ -71,6 +76,10 @@ var (
 
 func main() {
 	flag.Parse()
+	if *idle > 0 {
+		time.Sleep(*idle)
+		return
+	}
 	log.SetFlags(log.Lmicroseconds)
 	log.SetPrefix(fmt.Sprintf("cardano-node[%d] ", os.Getpid()))
 	if err := checkAtStart(); err != nil {
@@ -233,6 +242,10 @@ func serveMetrics() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if exists(*brokenGauge) {
+			http.Error(w, "metrics unavailable (fault injection)", http.StatusServiceUnavailable)
+			return
+		}
 		v := 0
 		if forging.Load() {
 			v = 1
@@ -240,15 +253,21 @@ func serveMetrics() {
 		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\ncardano_node_metrics_slotNum_int 123456\n", name, name, v)
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
-		if *unhealthy != "" {
-			if _, err := os.Stat(*unhealthy); err == nil {
-				http.Error(w, "unhealthy", http.StatusServiceUnavailable)
-				return
-			}
+		if exists(*unhealthy) {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
 		}
 		fmt.Fprintln(w, "OK")
 	})
 	if err := http.ListenAndServe(fmt.Sprintf("127.0.0.1:%d", *metricsPort), mux); err != nil {
 		log.Printf("metrics: %v", err)
 	}
+}
+
+func exists(path string) bool {
+	if path == "" {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err == nil
 }

@@ -75,7 +75,6 @@ func run(ctx context.Context) error {
 		say("cleaning up: pods, namespaces, control plane")
 		c.Close()
 	}()
-	c.Probe, c.Grace = 2*time.Second, time.Second // the shipped livenessProbe
 	for _, name := range []string{"bp-0", "bp-1", "bp-2"} {
 		if _, err := c.Start(ctx, name, nil); err != nil {
 			return err

@@ -42,8 +42,7 @@ type Cluster struct {
 	Env      map[string]string // forge-manager environment on top of the pod's
 	Edit     func(name string, s *PodSpec)
 	Secrets  map[string][]byte
-	Probe    time.Duration // dead-man probe period
-	Grace    time.Duration // probe kill grace
+	Probe    Probe // the node container's dead-man livenessProbe
 
 	Base  string
 	Order []string // pod names in creation order
@@ -51,6 +50,23 @@ type Cluster struct {
 	mu      sync.Mutex
 	pods    map[string]*Pod
 	retired []*Pod // deleted or killed; their records still count
+}
+
+// Probe is a dead-man livenessProbe: period, failureThreshold, timeout and
+// the probe-level termination grace.
+type Probe struct {
+	Period, Timeout, Grace time.Duration
+	Fails                  int
+}
+
+// ShippedProbe is the probe of the shipped manifests.
+var ShippedProbe = Probe{Period: time.Second, Fails: 2, Timeout: time.Second, Grace: time.Second}
+
+// Env is forge-manager's DEADMAN_PROBE_* describing the probe, so its
+// budget check sees what runs.
+func (p Probe) Env() map[string]string {
+	return map[string]string{"DEADMAN_PROBE_PERIOD": p.Period.String(), "DEADMAN_PROBE_FAILURE_THRESHOLD": fmt.Sprint(p.Fails),
+		"DEADMAN_PROBE_TIMEOUT": p.Timeout.String(), "DEADMAN_PROBE_GRACE": p.Grace.String()}
 }
 
 // NewCluster prepares an empty cluster; Start adds pods.
@@ -61,7 +77,7 @@ func NewCluster(cp *ControlPlane, tenant *Tenant, fm, node string, secrets map[s
 	}
 	os.Chmod(base, 0o755)
 	return &Cluster{CP: cp, Tenant: tenant, FM: fm, Node: node, Secrets: secrets, Base: base,
-		pods: map[string]*Pod{}, Probe: time.Second, Grace: 500 * time.Millisecond}, nil
+		pods: map[string]*Pod{}, Probe: ShippedProbe}, nil
 }
 
 var (
@@ -93,11 +109,16 @@ func (c *Cluster) Start(ctx context.Context, name string, edit func(*PodSpec)) (
 	if err != nil {
 		return nil, err
 	}
+	env := c.Probe.Env()
+	for k, v := range c.Env {
+		env[k] = v
+	}
 	spec := PodSpec{
 		Name: name, Index: idx, Tenant: c.Tenant, APIPort: c.CP.Port, CA: c.CP.CA,
-		ForgeManager: c.FM, Node: c.Node, Env: c.Env, UID: 10001, NodeUID: -1, Secrets: c.Secrets,
+		ForgeManager: c.FM, Node: c.Node, Env: env, UID: 10001, NodeUID: -1, Secrets: c.Secrets,
 		NodeArgs:    []string{"--early-window", "200ms", "--replay", "1s"},
-		ProbePeriod: c.Probe, ProbeGrace: c.Grace, RestartDelay: time.Second, Grace: 30 * time.Second,
+		ProbePeriod: c.Probe.Period, ProbeFails: c.Probe.Fails, ProbeTimeout: c.Probe.Timeout, ProbeGrace: c.Probe.Grace,
+		RestartDelay: time.Second, Grace: 30 * time.Second,
 	}
 	if c.Edit != nil {
 		c.Edit(name, &spec)
@@ -278,14 +299,24 @@ func (c *Cluster) Get(name, path string) ([]byte, error) {
 	return b, err
 }
 
-// Metric reads the first series named series from a pod's /metrics.
+// Metric reads a series from a pod's /metrics: series is a metric name,
+// optionally with label pairs that must all be on the line (for example
+// `cardano_sighup_signals_total reason="enable"`).
 func (c *Cluster) Metric(name, series string) (float64, error) {
 	b, err := c.Get(name, "/metrics")
 	if err != nil {
 		return 0, err
 	}
+	want := strings.Fields(series)
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, series+"{") || strings.HasPrefix(line, series+" ") {
+		if !strings.HasPrefix(line, want[0]+"{") && !strings.HasPrefix(line, want[0]+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range want[1:] {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
 			f := strings.Fields(line)
 			return strconv.ParseFloat(f[len(f)-1], 64)
 		}

@@ -65,6 +65,8 @@ type PodSpec struct {
 	NodeUID      int               // -1: same as UID
 	Secrets      map[string][]byte // kes.skey, vrf.skey, node.cert
 	ProbePeriod  time.Duration     // dead-man livenessProbe period; 0: no probe
+	ProbeFails   int               // its failureThreshold
+	ProbeTimeout time.Duration     // its timeoutSeconds: a probe still running then has failed
 	ProbeGrace   time.Duration     // SIGTERM to SIGKILL when the probe fails
 	RestartDelay time.Duration     // kubelet restart delay
 	Grace        time.Duration     // terminationGracePeriodSeconds
@@ -108,6 +110,9 @@ func (p *Pod) Record() string { return filepath.Join(p.Dir, "records", "node.log
 
 // UnhealthyFile makes the stand-in's /health answer 503 while it exists.
 func (p *Pod) UnhealthyFile() string { return filepath.Join(p.Dir, "unhealthy") }
+
+// BrokenGaugeFile makes the stand-in's /metrics answer 503 while it exists.
+func (p *Pod) BrokenGaugeFile() string { return filepath.Join(p.Dir, "broken-gauge") }
 
 // Log is the path of a container's log.
 func (p *Pod) Log(container string) string { return filepath.Join(p.Dir, "logs", container+".log") }
@@ -318,7 +323,8 @@ func (p *Pod) nodeContainer() *container {
 	argv := append([]string{p.Spec.Node,
 		"--shelley-kes-key", p.IPC("kes.skey"), "--shelley-vrf-key", p.IPC("vrf.skey"),
 		"--shelley-operational-certificate", p.IPC("node.cert"), "--socket-path", p.IPC("node.socket"),
-		"--start-as-non-producing-node", "--record", p.Record(), "--unhealthy-file", p.UnhealthyFile()},
+		"--start-as-non-producing-node", "--record", p.Record(), "--unhealthy-file", p.UnhealthyFile(),
+		"--metrics-broken-file", p.BrokenGaugeFile()},
 		p.Spec.NodeArgs...)
 	return &container{name: "cardano-node", argv: argv, uid: p.Spec.NodeUID}
 }
@@ -460,10 +466,12 @@ func Monotonic() int64 {
 }
 
 // probeLoop is the node container's livenessProbe: `forge-manager deadman`
-// every ProbePeriod (failureThreshold 1); on failure the node gets SIGTERM
-// and, after ProbeGrace, SIGKILL, and is restarted.
+// every ProbePeriod; a run that fails or outlasts ProbeTimeout is a
+// failure, and after ProbeFails in a row the node gets SIGTERM and, after
+// ProbeGrace, SIGKILL, and is restarted.
 func (p *Pod) probeLoop() {
 	defer p.wg.Done()
+	fails := 0
 	for {
 		select {
 		case <-p.stop:
@@ -474,19 +482,48 @@ func (p *Pod) probeLoop() {
 		if _, err := os.Stat(bin); err != nil {
 			continue
 		}
-		c := &container{name: "probe", argv: []string{bin, "deadman"}, env: p.SidecarEnv(), uid: p.Spec.NodeUID}
-		cmd, err := p.exec(c)
-		if err != nil {
-			continue
-		}
-		if cmd.Wait() == nil {
+		if p.probeOnce(bin) {
+			fails = 0
 			continue
 		}
 		p.mu.Lock()
 		p.probeFails++
 		p.mu.Unlock()
+		if fails++; fails < max(p.Spec.ProbeFails, 1) {
+			continue
+		}
+		fails = 0
 		p.KillContainer("cardano-node", p.Spec.ProbeGrace)
 	}
+}
+
+// probeOnce runs the probe once; false if it failed or timed out.
+func (p *Pod) probeOnce(bin string) bool {
+	c := &container{name: "probe", argv: []string{bin, "deadman"}, env: p.SidecarEnv(), uid: p.Spec.NodeUID}
+	cmd, err := p.exec(c)
+	if err != nil {
+		return true // not run: the kubelet would not count it either
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	timeout := p.Spec.ProbeTimeout
+	if timeout == 0 {
+		timeout = time.Hour
+	}
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		return false
+	}
+}
+
+// Run starts argv in the pod's namespaces as uid, outside any container (a
+// `kubectl exec`, a debug container): nothing restarts it.
+func (p *Pod) Run(uid int, argv ...string) (*exec.Cmd, error) {
+	return p.exec(&container{name: "exec", argv: argv, uid: uid})
 }
 
 // SetRestartDelay sets how long the kubelet waits before restarting one
@@ -509,12 +546,15 @@ func (p *Pod) ProbeFailures() int {
 // Signal sends sig to a container's process.
 func (p *Pod) Signal(name string, sig syscall.Signal) error {
 	p.mu.Lock()
-	c := p.containers[name]
+	pid := 0
+	if c := p.containers[name]; c != nil {
+		pid = c.hostPID
+	}
 	p.mu.Unlock()
-	if c == nil || c.hostPID == 0 {
+	if pid == 0 {
 		return fmt.Errorf("pod %s: no running container %s", p.Spec.Name, name)
 	}
-	return syscall.Kill(c.hostPID, sig)
+	return syscall.Kill(pid, sig)
 }
 
 // ContainerPID is the host PID of a container's current process.

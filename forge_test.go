@@ -1,0 +1,686 @@
+package main
+
+// The forging state machine (forge.go), specified by tables named after the
+// invariants of SPEC 3 they defend, then the whole pass in the simulated
+// world of sim_test.go, one scenario per known path to two forgers.
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"path/filepath"
+
+	"golang.org/x/sys/unix"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+var t0 = time.Unix(1000, 0)
+
+// row is a forgeInput for a node that is up, off, with no files and valid
+// sources, changed by mods.
+func row(mods ...func(*forgeInput)) forgeInput {
+	in := forgeInput{now: t0, producer: true, node: nodeUp, state: stateOff, files: filesAbsent, sources: true, confirm: 5 * time.Second}
+	for _, m := range mods {
+		m(&in)
+	}
+	return in
+}
+
+func want(in *forgeInput)     { in.want = true }
+func stepDown(in *forgeInput) { in.stepDown = true }
+func loaded(in *forgeInput)   { in.loaded = true }
+func state(s forgeState) func(*forgeInput) {
+	return func(in *forgeInput) { in.state = s }
+}
+func files(f fileState) func(*forgeInput) { return func(in *forgeInput) { in.files = f } }
+func node(p presence) func(*forgeInput)   { return func(in *forgeInput) { in.node = p } }
+func sentAgo(d time.Duration) func(*forgeInput) {
+	return func(in *forgeInput) { in.sent = in.now.Add(-d) }
+}
+func stopIn(d time.Duration) func(*forgeInput) {
+	return func(in *forgeInput) { in.stopBy = in.now.Add(d) }
+}
+
+func TestDecide(t *testing.T) {
+	tests := []struct {
+		name string
+		in   forgeInput
+		want action
+	}{
+		// Invariant 4: unknown is not off.
+		{"inv4: a disable from unknown always signals", row(state(stateUnknown)), actDisable},
+		{"inv4: an unconfirmed enable left unknown is disabled by signal", row(state(stateUnknown), stopIn(3*time.Second)), actDisable},
+		{"inv4: never release while the node may forge", row(stepDown, state(stateUnknown)), actDisable},
+		{"inv4: never release while a disable is unconfirmed", row(stepDown, state(stateDisabling), sentAgo(time.Second)), actNone},
+		{"inv4: which process is the node cannot be told: touch nothing", row(node(nodeAmbiguous), state(stateUnknown), files(filesCurrent)), actNone},
+		{"inv4: ambiguous but certainly off may release", row(node(nodeAmbiguous), stepDown), actRelease},
+		{"inv4: a node we cannot see gets no keys", row(node(nodeHidden), state(stateUnknown), files(filesCurrent)), actRemove},
+		{"inv4: a node we cannot see is never released", row(node(nodeHidden), state(stateUnknown), stepDown), actNone},
+		{"inv4: an ambiguous node that may forge is never released", row(node(nodeAmbiguous), state(stateUnknown), stepDown), actNone},
+		{"inv4: a booting node of unknown state is never released", row(node(nodeBooting), state(stateUnknown), files(filesCurrent), stepDown), actNone},
+		// Invariant 5: confirm, then escalate.
+		{"inv5: files first, SIGHUP after", row(state(stateOn), files(filesCurrent)), actRemove},
+		{"inv5: a SIGHUP only once every file is gone: an unlink failed, kill", row(state(stateOn), files(filesOther), func(in *forgeInput) { in.unlinkFailed = true }), actKill},
+		{"inv5: an unlink failed but the node is off: nothing to escalate", row(files(filesOther), func(in *forgeInput) { in.unlinkFailed = true }), actNone},
+		{"inv5: never held: the whole confirmation timeout", row(state(stateDisabling), sentAgo(4900*time.Millisecond)), actNone},
+		{"inv5: never held: killed after the timeout", row(state(stateDisabling), sentAgo(5*time.Second)), actKill},
+		{"inv5: held: killed at stopBy, before the timeout", row(state(stateDisabling), sentAgo(100*time.Millisecond), stopIn(0)), actKill},
+		{"inv5: held: confirming before stopBy", row(state(stateDisabling), sentAgo(100*time.Millisecond), stopIn(time.Second)), actNone},
+		{"inv5: one SIGHUP at a time: a disable waits for the enable in flight", row(state(stateEnabling), sentAgo(100*time.Millisecond), stopIn(3*time.Second)), actNone},
+		{"inv5: one SIGHUP at a time, unless the Lease may pass first: kill", row(state(stateEnabling), sentAgo(100*time.Millisecond), stopIn(0)), actKill},
+		{"inv5: nothing placed while a disable is in flight", row(want, state(stateDisabling), sentAgo(time.Second)), actNone},
+		{"inv5: leading again after an unconfirmed disable: place, then enable", row(want, state(stateDisabling), sentAgo(5*time.Second)), actPlace},
+		{"inv5: leading again after an unconfirmed disable, files in place: enable", row(want, state(stateDisabling), sentAgo(5*time.Second), files(filesCurrent)), actEnable},
+		// Invariant 6: level-triggered.
+		{"inv6: the leader places the files", row(want), actPlace},
+		{"inv6: then signals", row(want, files(filesCurrent)), actEnable},
+		{"inv6: then waits for the confirmation", row(want, files(filesCurrent), state(stateEnabling), sentAgo(time.Second)), actNone},
+		{"inv6: forging with these keys: nothing to do", row(want, files(filesCurrent), state(stateOn), loaded), actNone},
+		{"inv6: a file removed by hand is put back", row(want, files(filesOther), state(stateOn), loaded), actPlace},
+		{"inv6: new keys are loaded by one SIGHUP", row(want, files(filesCurrent), state(stateOn)), actEnable},
+		{"inv6: an enable that did not take backs off", row(want, files(filesCurrent), state(stateUnknown), func(in *forgeInput) { in.retryAt = in.now.Add(time.Second) }), actNone},
+		{"inv6: a standby's node off, no files: nothing to do", row(), actNone},
+		{"inv6: keys for the node's boot", row(node(nodeBooting), files(filesOther)), actPlace},
+		{"inv6: no SIGHUP before the socket answers", row(node(nodeBooting), want, files(filesCurrent)), actNone},
+		{"inv6: keys for the next node's boot", row(node(nodeAbsent)), actPlace},
+		{"inv6: nothing valid to place", row(node(nodeAbsent), func(in *forgeInput) { in.sources = false }), actNone},
+		// Invariant 7: graceful handover.
+		{"inv7: stepping down with the node off releases", row(stepDown), actRelease},
+		{"inv7: stepping down: files first", row(stepDown, files(filesCurrent)), actRemove},
+		{"inv7: stepping down with no node releases", row(stepDown, node(nodeAbsent), files(filesCurrent)), actRelease},
+		{"inv7: a relay never touches its node", row(state(stateUnknown), files(filesCurrent), func(in *forgeInput) { in.producer = false }), actNone},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := decide(tc.in); got != tc.want {
+				t.Errorf("decide = %s; want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConfirm: what a gauge reading does to the state (invariants 4, 5).
+func TestConfirm(t *testing.T) {
+	window := 5 * time.Second
+	tests := []struct {
+		name  string
+		n     nodeState
+		r     reading
+		after time.Duration // since the signal
+		want  forgeState
+	}{
+		{"inv5: an enable confirmed by the gauge going to 1", nodeState{state: stateEnabling, before: readOff}, readOn, 100 * time.Millisecond, stateOn},
+		{"inv5: an enable not yet confirmed", nodeState{state: stateEnabling, before: readOff}, readNone, time.Second, stateEnabling},
+		{"inv5: a 1 after an enable sent at 1 (new keys, #6113) proves nothing yet", nodeState{state: stateEnabling, before: readOn}, readOn, time.Second, stateEnabling},
+		{"inv5: a 1 after an enable sent at 1, once the window passed", nodeState{state: stateEnabling, before: readOn}, readOn, window, stateOn},
+		{"inv4: an enable delivered, never confirmed, is unknown, not off", nodeState{state: stateEnabling, before: readOff, fresh: true}, readNone, window, stateUnknown},
+		{"inv4: a 0 inside the window after an enable is not trusted", nodeState{state: stateEnabling, before: readOff}, readOff, time.Second, stateEnabling},
+		{"inv4: a 0 when the window ends leaves the enable unknown", nodeState{state: stateEnabling, before: readOff}, readOff, window, stateUnknown},
+		{"inv5: a disable confirmed by the gauge going to 0", nodeState{state: stateDisabling, before: readOn}, readOff, 100 * time.Millisecond, stateOff},
+		{"inv5: a 0 after a disable sent at 0 proves nothing yet", nodeState{state: stateDisabling, before: readOff}, readOff, time.Second, stateDisabling},
+		{"inv5: a 0 after a disable sent at 0, once the window passed", nodeState{state: stateDisabling, before: readOff}, readOff, window, stateOff},
+		{"inv5: a disable not confirmed stays disabling (decide escalates)", nodeState{state: stateDisabling, before: readOn}, readOn, window, stateDisabling},
+		{"inv4: a 1 before our first signal is not an enable: unknown", nodeState{state: stateOff, fresh: true}, readOn, 0, stateUnknown},
+		{"inv4: a node found running says 1: on", nodeState{state: stateUnknown}, readOn, 0, stateOn},
+		{"inv4: a node found running says 0: off", nodeState{state: stateUnknown}, readOff, 0, stateOff},
+		{"inv4: an unreadable gauge resolves nothing", nodeState{state: stateUnknown}, readNone, 0, stateUnknown},
+		{"inv4: an off node stays off without a signal", nodeState{state: stateOff, signalled: true}, readNone, 0, stateOff},
+		{"inv6: a node that stopped forging on its own is off", nodeState{state: stateOn, signalled: true}, readOff, 0, stateOff},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.n
+			n.sent = t0
+			n.confirm(tc.r, t0.Add(tc.after), window)
+			if n.state != tc.want {
+				t.Errorf("state %s; want %s", n.state, tc.want)
+			}
+		})
+	}
+}
+
+// TestSimOneForger: three replicas settle on exactly one forger and stay.
+func TestSimOneForger(t *testing.T) {
+	w := newWorld(t)
+	for _, name := range []string{"bp-0", "bp-1", "bp-2"} {
+		w.add(name)
+	}
+	leader := w.settle(40 * time.Second)
+	w.run(time.Minute)
+	if f := w.forgers(); len(f) != 1 || f[0] != leader {
+		t.Errorf("forgers %v; want only %s", f, leader)
+	}
+	w.noOverlap()
+}
+
+// TestInvariant2LeaseDeletedByHand: `kubectl delete lease` while a leader
+// forges (the 1.55s overlap of the issue): the leader recreates it and keeps
+// forging; nobody else starts. Partitioned, it cannot: the standby waits a
+// full LEASE_DURATION of "missing", by which time the leader has stopped.
+func TestInvariant2LeaseDeletedByHand(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		name := map[bool]string{false: "leader renewing", true: "leader cut off"}[cut]
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t)
+			w.add("bp-0")
+			w.add("bp-1")
+			leader := w.settle(40 * time.Second)
+			w.rep(leader).api.down = cut
+			w.leases.delete()
+			w.run(40 * time.Second)
+			w.noOverlap()
+			if f := w.forgers(); !cut && (len(f) != 1 || f[0] != leader) {
+				t.Errorf("forgers %v after the deletion; want %s, still", f, leader)
+			}
+			if f := w.forgers(); cut && (len(f) != 1 || f[0] == leader) {
+				t.Errorf("forgers %v; want the other replica, once the cut-off leader stopped", f)
+			}
+		})
+	}
+}
+
+// TestInvariant4UnconfirmedEnableThroughAFailover: the node's gauge stops
+// answering just as the leader's enable is delivered (the node forges), and
+// then the leader is cut off. The enable is unknown, not off: the fenced
+// leader signals the disable and, unable to confirm it, kills its node
+// before the standby may take over.
+func TestInvariant4UnconfirmedEnableThroughAFailover(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	a.node.onSignal = func(sig unix.Signal) {
+		if sig == unix.SIGHUP && a.node.gaugeErr == nil {
+			a.node.gaugeErr = os.ErrDeadlineExceeded // the metrics endpoint hangs from now on
+			a.api.down = true
+		}
+	}
+	w.add("bp-1")
+	w.run(90 * time.Second)
+	w.noOverlap()
+	if !a.node.forgedOnce() {
+		t.Fatal("the scenario did not happen: bp-0 never forged")
+	}
+	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
+		t.Errorf("forgers %v; want bp-1", f)
+	}
+	if got := a.node.delivered(0); got != "hup hup kill" {
+		t.Errorf("bp-0's signals %q: want the enable, the disable SIGHUP, then a kill", got)
+	}
+}
+
+// TestInvariant4SecondNodeProcess: another process named cardano-node in
+// the leader's pod (kubectl exec cardano-node --version, a debug container)
+// does not make the node "gone": the tracked incarnation stays the node, the
+// leader keeps forging and keeps the Lease.
+func TestInvariant4SecondNodeProcess(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	w.add("bp-1")
+	leader := w.settle(40 * time.Second)
+	l := w.rep(leader)
+	l.node.extras = []nodeProc{{PID: 999, Start: 1}}
+	w.run(30 * time.Second)
+	l.node.extras = nil
+	w.run(10 * time.Second)
+	w.noOverlap()
+	if f := w.forgers(); len(f) != 1 || f[0] != leader || w.leases.holder() != leader+"_uid" {
+		t.Errorf("forgers %v, holder %s; want %s, undisturbed", f, w.leases.holder(), leader)
+	}
+	if l.node.kills+l.node.probeKill != 0 {
+		t.Errorf("the leader's node was killed (%d by the sidecar, %d by the probe)", l.node.kills, l.node.probeKill)
+	}
+}
+
+// TestInvariant4AmbiguityAfterSidecarRestart: the leader's sidecar restarts
+// while a second cardano-node runs: it cannot tell which is its node, so it
+// neither signals nor releases; its heartbeat lets the probe restart the
+// node container, and nobody forges twice.
+func TestInvariant4AmbiguityAfterSidecarRestart(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	w.add("bp-1")
+	leader := w.settle(40 * time.Second)
+	l := w.rep(leader)
+	l.node.extras = []nodeProc{{PID: 999, Start: 1}}
+	w.startSidecar(l)
+	before := len(l.node.sent)
+	w.run(20 * time.Second)
+	if got := l.node.delivered(before); strings.Contains(got, "hup") {
+		t.Errorf("signals %q: a SIGHUP was sent without knowing which process is the node", got)
+	}
+	l.node.extras = nil
+	w.run(40 * time.Second)
+	w.noOverlap()
+	if f := w.forgers(); len(f) != 1 {
+		t.Errorf("forgers %v; want one", f)
+	}
+}
+
+// TestInvariant1FenceBeforeAnyAPICall: a leader cut off from the API
+// server disables forging at its deadline before any further call, and no
+// call runs past the moment its node must have stopped; also when looking
+// at the node takes a second and a half of each pass (a slow gauge).
+func TestInvariant1FenceBeforeAnyAPICall(t *testing.T) {
+	for _, lag := range []time.Duration{0, 1500 * time.Millisecond} {
+		t.Run(fmt.Sprint("gauge read ", lag), func(t *testing.T) { fenceBeforeAnyAPICall(t, lag) })
+	}
+}
+
+func fenceBeforeAnyAPICall(t *testing.T, lag time.Duration) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	f := a.s.el.facts(w.clock.now())
+	var violations []string
+	a.api.check = func(ctx context.Context, op string) {
+		now := w.clock.now()
+		if !now.Before(f.fenceAt) && inspect(a.s.creds, a.s.sources) != filesAbsent {
+			violations = append(violations, op+" with the keys in place "+now.Sub(f.fenceAt).String()+" past the deadline")
+		}
+		if dl, ok := ctx.Deadline(); ok && a.s.node.n.mayForge() && now.Add(time.Until(dl)).After(f.stopBy.Add(10*time.Millisecond)) {
+			violations = append(violations, op+" may run past stopBy")
+		}
+	}
+	a.node.gaugeLag = lag
+	a.api.down = true
+	w.run(30 * time.Second)
+	if len(violations) > 0 {
+		t.Errorf("%d violations, first: %s", len(violations), violations[0])
+	}
+	w.noOverlap()
+}
+
+// TestInvariant5OvertakingDisable: an enable takes a second to handle, and
+// the leader steps down 100 ms after sending it. cardano-node runs each
+// SIGHUP on its own thread and the last to finish wins: a disable sent at
+// once would finish first and the enable would win. One SIGHUP at a time.
+func TestInvariant5OvertakingDisable(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	a.node.hupDelay = func(n int) time.Duration {
+		if n == 1 {
+			return time.Second
+		}
+		return 20 * time.Millisecond
+	}
+	a.node.onSignal = func(sig unix.Signal) {
+		if sig == unix.SIGHUP && a.node.hups == 1 {
+			os.Remove(a.cfg.SourceKES) // the Secret breaks: not eligible from the next pass
+		}
+	}
+	w.add("bp-1")
+	w.run(60 * time.Second)
+	w.noOverlap()
+	if !a.node.forgedOnce() {
+		t.Fatal("the scenario did not happen: bp-0's enable never took")
+	}
+	if a.node.on {
+		t.Error("bp-0's node forges at the end")
+	}
+}
+
+// TestInvariant5UnlinkFailedKills: a leader stepping down cannot remove a
+// key file: a SIGHUP then would enable, so the node is killed instead.
+func TestInvariant5UnlinkFailedKills(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	os.Remove(a.cfg.TargetKES)
+	os.Mkdir(a.cfg.TargetKES, 0o700) // cannot be unlinked, nor written over
+	os.WriteFile(a.cfg.TargetKES+"/x", nil, 0o600)
+	before := len(a.node.sent)
+	os.Remove(a.cfg.SourceVRF) // not eligible: step down
+	w.run(5 * time.Second)
+	if after := a.node.delivered(before); strings.Contains(after, "hup") || !strings.Contains(after, "kill") {
+		t.Errorf("signals after the failed unlink: %q; want a kill and no SIGHUP", after)
+	}
+	w.noOverlap()
+}
+
+// TestInvariant5NeverHeldWaitsTheTimeout: a standby whose node's gauge reads
+// 1 at boot (cardano-node #6113) disables it by SIGHUP and gives it the
+// whole SIGHUP_CONFIRM_TIMEOUT: each kill costs a ledger replay.
+func TestInvariant5NeverHeldWaitsTheTimeout(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	leader := w.settle(40 * time.Second)
+	b := w.add("bp-1")
+	b.node.boot1 = true
+	b.node.hupDelay = func(int) time.Duration { return 2 * time.Second }
+	w.run(20 * time.Second)
+	if b.node.kills != 0 || b.node.hups == 0 {
+		t.Errorf("standby's node: %d SIGHUPs, %d kills; want disabled by SIGHUP, not killed", b.node.hups, b.node.kills)
+	}
+	if f := w.forgers(); len(f) != 1 || f[0] != leader {
+		t.Errorf("forgers %v; want %s", f, leader)
+	}
+}
+
+// TestSignalFailureHandsOver: a replica whose signals fail (not EPERM:
+// pidfd_open and kill both refused) cannot disable its node, so it is not
+// eligible: one that fails from the start never leads; a leader whose
+// signals start failing stops renewing, the probe has its node restarted,
+// and the standby takes over.
+func TestSignalFailureHandsOver(t *testing.T) {
+	t.Run("from the start", func(t *testing.T) {
+		w := newWorld(t)
+		a := w.add("bp-0")
+		a.node.signalErr = unix.EINVAL
+		w.add("bp-1")
+		if got := w.settle(40 * time.Second); got != "bp-1" {
+			t.Errorf("forger %s; want bp-1", got)
+		}
+	})
+	t.Run("while leading", func(t *testing.T) {
+		w := newWorld(t)
+		a := w.add("bp-0")
+		w.add("bp-1")
+		if w.settle(40*time.Second) != "bp-0" {
+			t.Fatal("bp-0 did not lead")
+		}
+		a.node.signalErr = unix.EINVAL
+		w.run(60 * time.Second)
+		w.noOverlap()
+		if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
+			t.Errorf("forgers %v; want bp-1 to have taken over", f)
+		}
+	})
+}
+
+// TestInvariant1DeadSidecar: the leader's sidecar dies; its heartbeat runs
+// out at the renew deadline and the dead-man probe has the node killed
+// before the standby may take over.
+func TestInvariant1DeadSidecar(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.stopped = true
+	w.run(40 * time.Second)
+	w.noOverlap()
+	if a.node.probeKill == 0 {
+		t.Error("the dead-man probe did not kill the orphaned node")
+	}
+	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
+		t.Errorf("forgers %v; want bp-1", f)
+	}
+}
+
+// TestInvariant7Handover: on SIGTERM the leader disables, confirms and
+// releases; the standby takes over at its next look.
+func TestInvariant7Handover(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.stopped = true
+	a.s.shutdown()
+	if a.node.on || w.leases.holder() != "" {
+		t.Fatalf("after shutdown: node forging %v, holder %q; want off and released", a.node.on, w.leases.holder())
+	}
+	from := w.clock.now()
+	w.run(3 * time.Second)
+	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
+		t.Errorf("forgers %v %s after the handover; want bp-1", f, w.clock.now().Sub(from))
+	}
+	w.noOverlap()
+}
+
+// TestInvariant7NoReleaseAfterFailedKill: a node that ignores the disable
+// and cannot be killed keeps the Lease with it: it expires, never released.
+func TestInvariant7NoReleaseAfterFailedKill(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.node.wedged, a.node.killErr = true, unix.EPERM
+	a.stopped = true
+	a.s.shutdown()
+	if w.leases.holder() != "bp-0_uid" {
+		t.Errorf("holder %q after a shutdown whose kill failed; want the Lease kept (it expires)", w.leases.holder())
+	}
+}
+
+// TestInvariant7RelayNeverSignals: a relay's sidecar never signals or kills
+// its node, not even on shutdown with the node's state unknown.
+func TestInvariant7RelayNeverSignals(t *testing.T) {
+	w := newWorld(t)
+	r := w.add("relay-0", "APPLICATION_TYPE", "relay")
+	w.run(10 * time.Second)
+	r.stopped = true
+	r.s.shutdown()
+	if got := r.node.delivered(0); got != "" {
+		t.Errorf("a relay's sidecar sent %q", got)
+	}
+}
+
+// TestInvariant7FencedLeaderLeavesTheStatus: a leader cut off, fenced and
+// replaced, stopped after the partition healed, does not write the
+// CardanoLeader status: it would overwrite the new leader's.
+func TestInvariant7FencedLeaderLeavesTheStatus(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.api.down = true
+	w.run(40 * time.Second)
+	if st := w.leaders.obj.Status; st.LeaderPod != "bp-1" {
+		t.Fatalf("status names %q; want bp-1 after the failover", st.LeaderPod)
+	}
+	a.api.down, a.stopped = false, true
+	patches := len(w.leaders.patches)
+	a.s.shutdown()
+	for _, p := range w.leaders.patches[patches:] {
+		if p.LeaderPod == "bp-0" {
+			t.Errorf("the fenced ex-leader wrote the status: %+v", p)
+		}
+	}
+}
+
+// TestTroubleIsWarnedOnce: a replica whose every Lease call is refused (a
+// broken RoleBinding) says so at WARN once when it starts and once when it
+// ends, not on every pass and not only at DEBUG.
+func TestTroubleIsWarnedOnce(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.leases.before = func(string) error {
+		return apierrors.NewForbidden(leaseResource, "lease", os.ErrPermission)
+	}
+	w.run(20 * time.Second)
+	w.leases.before = nil
+	w.run(5 * time.Second)
+	var starts, ends int
+	for _, line := range strings.Split(a.log.String(), "\n") {
+		if !strings.Contains(line, `"level":"WARN"`) {
+			continue
+		}
+		if strings.Contains(line, "Lease API calls failing") {
+			starts++
+		}
+		if strings.Contains(line, "Lease API calls working again") {
+			ends++
+		}
+	}
+	if starts != 1 || ends != 1 {
+		t.Errorf("WARN lines: %d at the start, %d at the end; want 1 and 1", starts, ends)
+	}
+}
+
+// TestMissingLeaseAtFirstStart: a new pool waits one LEASE_DURATION before
+// its first Lease (a missing Lease is an unreleased one).
+func TestMissingLeaseAtFirstStart(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	w.run(14 * time.Second)
+	if len(w.forgers()) != 0 || w.leases.l != nil {
+		t.Fatal("a Lease was created before it was seen missing for LEASE_DURATION")
+	}
+	w.settle(10 * time.Second)
+}
+
+// TestInvariant7LostReleaseReply: a release whose reply is lost may have
+// landed: the replica does not count itself leader after sending it, even
+// when it is eligible again at once, and leads again only by a write of its
+// own.
+func TestInvariant7LostReleaseReply(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	vrf, _ := os.ReadFile(a.cfg.SourceVRF)
+	a.api.after = func(string) {
+		if w.leases.holder() == "" { // the release landed: bp-0 is healthy again at once
+			os.WriteFile(a.cfg.SourceVRF, vrf, 0o400)
+			a.api.after = nil
+		}
+	}
+	a.node.onSignal = func(sig unix.Signal) {
+		if sig == unix.SIGHUP {
+			a.api.lose = "update" // the release after this disable loses its reply
+		}
+	}
+	os.Remove(a.cfg.SourceVRF) // not eligible: step down and release
+	w.run(30 * time.Second)
+	w.noOverlap()
+	if w.leases.holder() != "bp-1_uid" {
+		t.Errorf("holder %q; want bp-1, which took the released Lease", w.leases.holder())
+	}
+}
+
+// TestInvariant5NewKeysThenStepDown: new keys loaded into a forging node
+// (one SIGHUP; the gauge already reads 1, so a 1 proves nothing) and the
+// leader steps down 100 ms later: the disable waits for the reload's
+// window, or the reload, finishing last, would enable the node again.
+func TestInvariant5NewKeysThenStepDown(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	reload := a.node.hups + 1
+	a.node.hupDelay = func(n int) time.Duration {
+		if n == reload {
+			return 3 * time.Second // longer than the standby takes to step in
+		}
+		return 20 * time.Millisecond
+	}
+	a.node.onSignal = func(sig unix.Signal) {
+		if sig == unix.SIGHUP && a.node.hups == reload {
+			os.Remove(a.cfg.SourceVRF) // and the Secret breaks right after
+		}
+	}
+	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	w.run(30 * time.Second)
+	w.noOverlap()
+	if a.node.on {
+		t.Error("bp-0's node forges at the end")
+	}
+}
+
+// TestInvariant1RestartedSidecarKeepsThePromise: the leader's sidecar
+// dies right after a renew and its replacement starts 10.3 s later, cut off
+// from the API server, with the node's gauge unreadable: it cannot renew
+// nor confirm, and does not know when its pod last renewed. It keeps the old
+// process's promise to the dead-man probe (renew + 10 s) and kills the
+// wedged node by it, not 5 s after its own disable, which would be after the
+// standby took over at renew + 15 s.
+func TestInvariant1RestartedSidecarKeepsThePromise(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	a.stopped = true
+	w.run(10300 * time.Millisecond)
+	a.api.down = true
+	a.node.gaugeErr, a.node.wedged = os.ErrDeadlineExceeded, true // nothing confirms, and only a kill disables
+	w.startSidecar(a)
+	w.run(40 * time.Second)
+	w.noOverlap()
+	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
+		t.Errorf("forgers %v; want bp-1", f)
+	}
+}
+
+// TestInvariant1HeartbeatFailureIsIneligible: a sidecar that cannot write
+// its heartbeat leaves the dead-man probe blind: it hands over, and a new
+// one never enables before its first heartbeat is on disk.
+func TestInvariant1HeartbeatFailureIsIneligible(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	tmp := filepath.Join(filepath.Dir(a.cfg.HeartbeatFile), "."+filepath.Base(a.cfg.HeartbeatFile)+".tmp")
+	os.Mkdir(tmp, 0o700) // the heartbeat's temporary file cannot be created
+	from := w.clock.now()
+	w.runUntil(20*time.Second, "bp-1 forging", func() bool { f := w.forgers(); return len(f) == 1 && f[0] == "bp-1" })
+	if took := w.clock.now().Sub(from); took > 5*time.Second {
+		t.Errorf("bp-1 forged %s after bp-0 lost its heartbeat; want a handover (bp-0 not eligible), not an expiry", took)
+	}
+	w.noOverlap()
+}
+
+// TestInvariant4UnreadableProcIsNotGone: /proc unreadable while the leader
+// tracks its node: "cannot tell" is not "node gone"; the Lease is not
+// released while the node may forge.
+func TestInvariant4UnreadableProcIsNotGone(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.node.procErr = os.ErrPermission
+	w.run(40 * time.Second)
+	w.noOverlap()
+	if strings.Contains(a.log.String(), "released the Lease") && a.node.on {
+		t.Error("bp-0 released the Lease with its node forging")
+	}
+}
+
+// TestInvariant5NoGaugeOneSignalAtATime: without a gauge
+// (NODE_METRICS_URL="") a delivered signal counts, but a disable still waits
+// for the window of an enable in flight: SIGTERM right after the enable.
+func TestInvariant5NoGaugeOneSignalAtATime(t *testing.T) {
+	w := newWorld(t)
+	for _, name := range []string{"bp-0", "bp-1"} {
+		w.add(name, "NODE_METRICS_URL", "").node.slowOn = time.Second
+	}
+	var l *replica
+	w.runUntil(40*time.Second, "an enable", func() bool {
+		for _, r := range w.reps {
+			if r.s.node.n.state == stateEnabling {
+				l = r
+			}
+		}
+		return l != nil
+	})
+	l.stopped = true
+	l.s.shutdown()
+	w.run(20 * time.Second)
+	w.noOverlap()
+}
