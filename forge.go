@@ -217,6 +217,7 @@ type nodeState struct {
 	signalled bool // we sent this incarnation a SIGHUP
 	state     forgeState
 	sent      time.Time // the SIGHUP in flight
+	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
 	before    reading   // the gauge when it was sent: only a change confirms
 	lastRead  reading   // the gauge at the last look
 	sending   string    // the credentials digest an enable in flight carries
@@ -264,6 +265,9 @@ func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
 		n.state = stateUnknown
 	case r == readOn:
 		n.state = stateOn
+	case r == readOff && now.Before(n.unsure):
+		// The sidecar process before this one may have signalled the node
+		// just before it died: a 0 now is not yet "off".
 	case r == readOff && n.state == stateOn:
 		n.state, n.loaded = stateOff, "" // it stopped on its own: retry, backing off
 		n.failures++
@@ -276,11 +280,16 @@ func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
 }
 
 // confirmBlind is confirm without a gauge (NODE_METRICS_URL=""): a
-// delivered signal counts as done, an enable only once its window has
-// passed, so a disable never overtakes it.
+// delivered signal counts as done once its window has passed, so a disable
+// never overtakes an enable, and the Lease is not released while the
+// node may still be handling the disable.
 func (n *nodeState) confirmBlind(now time.Time, window time.Duration) {
-	if n.state == stateEnabling && now.Sub(n.sent) >= window {
+	switch {
+	case now.Sub(n.sent) < window:
+	case n.state == stateEnabling:
 		n.state, n.loaded = stateOn, n.sending
+	case n.state == stateDisabling:
+		n.state = stateOff
 	}
 }
 
@@ -322,11 +331,11 @@ type sidecar struct {
 	digest   string
 	stopping bool
 	leading  bool // as of the last pass, for transition logs
-	released bool // the last leadership ended by our release
+	released bool   // the last leadership ended by our release
+	leaseUID string // as of the last pass: a new one while leading is a recreation
 	why      string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
-	hbWritten                                                    bool // this process wrote a heartbeat
 	inherit                                                      inheritance
 
 	view atomic.Pointer[snapshot]
@@ -380,6 +389,9 @@ func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time, hos
 	s.m = newMetricSet(c, s)
 	s.inherit = inheritFrom(c.HeartbeatFile)
 	s.node = newNodeTracker(host, c.NodeProcessName, c.ConfirmTimeout, c.SocketWaitTimeout, c.NodeMetricsURL != "", log, s.m)
+	if s.inherit.active {
+		s.node.unsure = now().Add(c.ConfirmTimeout) // the last process's last signal has been handled by then
+	}
 	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
 	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}
 	s.statusTrouble = trouble{what: "CardanoLeader status writes failing", ok: "CardanoLeader status writes working again"}
@@ -468,7 +480,10 @@ func (s *sidecar) facts(now time.Time) leadership {
 // reconcile performs decide's actions until there is nothing to do. A
 // release is always the last.
 func (s *sidecar) reconcile(ctx context.Context, now time.Time, f leadership, why string) {
-	for range maxActions {
+	for i := range maxActions {
+		if i > 0 {
+			now = s.now() // an action may have taken a while
+		}
 		in := s.forgeInput(now, f, why)
 		a := decide(in)
 		if a == actNone || !s.perform(ctx, now, f, in, a, why) {
@@ -505,14 +520,15 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		s.node.n.unlinkFailed = !s.removeCreds()
 		return true
 	case actEnable:
-		// The dead-man probe must hear from this process before its node
-		// may forge.
-		if !s.hbWritten && !s.writeHeartbeat(f) {
+		// Placing the files may have taken a while: the lead must still be
+		// ours, and the dead-man probe told so, when the signal goes.
+		now := s.now()
+		if f = s.facts(now); !f.leading || !s.writeHeartbeat(f, true) {
 			return false
 		}
-		return s.node.hup(now, true, s.digest)
+		return s.node.hup(s.now(), true, s.digest)
 	case actDisable:
-		return s.node.hup(now, false, "")
+		return s.node.hup(s.now(), false, "")
 	case actKill:
 		reason := "the node did not confirm the disable before SIGHUP_CONFIRM_TIMEOUT or before another replica may take the Lease"
 		if in.unlinkFailed {
@@ -623,6 +639,10 @@ func (s *sidecar) releaseLease(ctx context.Context, now time.Time, f leadership,
 
 // noteTransitions logs and counts real changes, once each.
 func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
+	if f.leading && s.leading && f.epoch.UID != s.leaseUID {
+		s.log.Warn("the Lease was deleted and this leader recreated it: keep it out of pruning and cleanup tools", "epoch", f.epoch.String())
+	}
+	s.leaseUID = f.epoch.UID
 	if f.leading != s.leading {
 		s.m.leadershipChange()
 		switch {
@@ -647,10 +667,9 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 
 // writeHeartbeat tells the dead-man probe how long it may leave the node
 // alone, counted from the moment of writing.
-func (s *sidecar) writeHeartbeat(f leadership) bool {
-	err := s.hb.write(s.heartbeatValidity(s.now(), f), s.node.n.mayForge())
+func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
+	err := s.hb.write(s.heartbeatValidity(s.now(), f), mayForge)
 	s.heartbeatTrouble.set(s.log, err)
-	s.hbWritten = s.hbWritten || err == nil
 	return err == nil
 }
 
@@ -662,7 +681,7 @@ func (s *sidecar) forging() bool { return s.node.n.state == stateOn }
 // change) and the snapshot behind /status and /metrics.
 func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 	if s.producer {
-		s.writeHeartbeat(f)
+		s.writeHeartbeat(f, s.node.n.mayForge())
 	}
 	if f.leading {
 		s.syncStatus(ctx, now, f, s.why)
@@ -723,8 +742,8 @@ func (s *sidecar) shutdown() error {
 	s.log.Info("stopping: disabling forging before handing over")
 	deadline := s.now().Add(s.shutdownBudget())
 	for {
+		s.node.observe(ctx, s.now())
 		now := s.now()
-		s.node.observe(ctx, now)
 		s.reconcile(ctx, now, s.facts(now), s.ineligible(now))
 		f := s.facts(now)
 		if !s.producer || (!s.node.n.mayForge() && !f.leading) || !now.Before(deadline) {

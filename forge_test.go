@@ -684,3 +684,137 @@ func TestInvariant5NoGaugeOneSignalAtATime(t *testing.T) {
 	w.run(20 * time.Second)
 	w.noOverlap()
 }
+
+// TestInvariant7NoGaugeReleaseWaitsForTheDisable: without a gauge a
+// delivered disable counts only once its window has passed; released at
+// once, a standby could enable while the old node still handles it.
+func TestInvariant7NoGaugeReleaseWaitsForTheDisable(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0", "NODE_METRICS_URL", "")
+	w.add("bp-1", "NODE_METRICS_URL", "")
+	l := w.rep(w.settle(40 * time.Second))
+	w.run(3 * time.Second)
+	settled := l.node.hups
+	l.node.hupDelay = func(n int) time.Duration {
+		if n > settled {
+			return time.Second // the disable takes a second to handle
+		}
+		return 20 * time.Millisecond
+	}
+	l.stopped = true
+	l.s.shutdown()
+	w.run(20 * time.Second)
+	w.noOverlap()
+}
+
+// TestInvariant1EnableWritesTheHeartbeatFirst: a standby takes over,
+// enables, and its sidecar dies before the pass's heartbeat: the record on
+// disk must already be the leader's (until its renew deadline), not the
+// standby's last one (a lease duration), or the probe would leave the node
+// forging after a third replica took over.
+func TestInvariant1EnableWritesTheHeartbeatFirst(t *testing.T) {
+	w := newWorld(t)
+	for _, name := range []string{"bp-0", "bp-1", "bp-2"} {
+		w.add(name)
+	}
+	leader := w.settle(40 * time.Second)
+	w.run(3 * time.Second)
+	var died *replica
+	for _, r := range w.reps {
+		if r.name == leader {
+			continue
+		}
+		r.node.onSignal = func(sig unix.Signal) {
+			if sig == unix.SIGHUP && died == nil && inspect(r.s.creds, r.s.sources) == filesCurrent {
+				died, r.stopped = r, true // the enable is out; the process dies now...
+				tmp := filepath.Join(filepath.Dir(r.cfg.HeartbeatFile), "."+filepath.Base(r.cfg.HeartbeatFile)+".tmp")
+				os.Mkdir(tmp, 0o700) // ...so nothing it would write after lands
+			}
+		}
+	}
+	l := w.rep(leader)
+	l.stopped, l.node.delay = true, time.Hour
+	l.node.die(w.clock.now()) // the leader's pod is lost for good
+	w.run(60 * time.Second)
+	if died == nil {
+		t.Fatal("the scenario did not happen: no standby enabled")
+	}
+	w.noOverlap()
+}
+
+// TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero: the leader's
+// sidecar sends an enable that takes two seconds to handle, and dies; its
+// successor reads 0 while the enable is in flight. That 0 is not "off" (the
+// successor would drop its predecessor's promise with it): not before the
+// confirmation window of the predecessor's last signal has passed.
+func TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero(t *testing.T) {
+	for _, disable := range []time.Duration{20 * time.Millisecond, 3 * time.Second} {
+		t.Run(fmt.Sprint("disable takes ", disable), func(t *testing.T) {
+			w := newWorld(t)
+			a := w.add("bp-0")
+			w.add("bp-1")
+			if w.settle(40*time.Second) != "bp-0" {
+				t.Fatal("bp-0 did not lead")
+			}
+			last := a.s.el.renewedAt
+			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+			a.api.down = true
+			a.node.die(w.clock.now()) // the node restarts; the leader enables it again...
+			a.node.hupDelay = func(n int) time.Duration {
+				return map[int]time.Duration{1: 2 * time.Second, 2: disable}[n] + 20*time.Millisecond
+			}
+			a.node.onSignal = func(sig unix.Signal) {
+				if sig == unix.SIGHUP && !a.stopped {
+					a.stopped = true // ...and its sidecar dies right after
+				}
+			}
+			w.runUntil(20*time.Second, "the enable", func() bool { return a.stopped })
+			w.run(300 * time.Millisecond)
+			w.startSidecar(a)
+			w.run(40 * time.Second)
+			w.noOverlap()
+		})
+	}
+}
+
+// TestInvariant1NoEnableAfterTheFence: the files took long to place
+// (fsync stalls); by the time the enable would go, the renew deadline has
+// passed: it does not go.
+func TestInvariant1NoEnableAfterTheFence(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	f := a.s.facts(w.clock.now())
+	in := a.s.forgeInput(w.clock.now(), f, "")
+	w.clock.setTo(f.fenceAt) // placing the files took until the deadline
+	hups := a.node.hups
+	if a.s.perform(context.Background(), w.clock.now(), f, in, actEnable, "") || a.node.hups != hups {
+		t.Error("an enable went out after the renew deadline")
+	}
+}
+
+// TestInvariant2PrunerIsNotLedThrough: something deletes the Lease right
+// after every write, so no replica ever sees another's record; no
+// Lease-based election survives that (two creates both succeed). What the
+// limit buys: a leader recreates its Lease at once only once per
+// LEASE_DURATION, so replicas do not go on "recreating" their own and
+// leading side by side: overlaps stay brief (a renew interval and a
+// disable) instead of lasting. The README lists the pruner as a limit.
+func TestInvariant2PrunerIsNotLedThrough(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	w.add("bp-1")
+	w.settle(40 * time.Second)
+	from := w.clock.now()
+	w.leases.afterWrite = w.leases.delete
+	w.run(90 * time.Second)
+	var total time.Duration
+	for _, o := range w.overlapSpans(from) {
+		total += o
+	}
+	if total > 2*time.Second {
+		t.Errorf("two nodes forged at once for %s in 90 s under the pruner; want brief overlaps only", total)
+	}
+}

@@ -177,16 +177,18 @@ type elector struct {
 	// urgent is set when another replica may take the Lease sooner than the
 	// renew arithmetic says: it passed to someone else, or it names this pod
 	// from before this process started (renew time unknown).
-	urgent  time.Time
-	maxSeen map[string]int32 // rule 6: highest transitions seen per Lease UID...
-	maxAny  int32            // ...and across UIDs, for a recreated Lease
-	seenAny bool
-	nextTry time.Time
+	urgent      time.Time
+	recreatedAt time.Time        // rule 2's exception, last used
+	maxSeen     map[string]int32 // rule 6: highest transitions seen per Lease UID...
+	maxAny      int32            // ...and across UIDs, for a recreated Lease
+	seenAny     bool
+	nextTry     time.Time
 }
 
 // leaseRecord is what rule 1 compares.
 type leaseRecord struct {
 	missing       bool
+	version       string // resourceVersion: any write is a change, even one with the same renew time
 	holder, renew string
 	transitions   int32
 	duration      int32
@@ -194,7 +196,7 @@ type leaseRecord struct {
 }
 
 func recordOf(l *coordinationv1.Lease) leaseRecord {
-	r := leaseRecord{holder: deref(l.Spec.HolderIdentity), transitions: derefInt(l.Spec.LeaseTransitions),
+	r := leaseRecord{version: l.ResourceVersion, holder: deref(l.Spec.HolderIdentity), transitions: derefInt(l.Spec.LeaseTransitions),
 		duration: derefInt(l.Spec.LeaseDurationSeconds), releasedBy: l.Annotations[releasedBy]}
 	if l.Spec.RenewTime != nil {
 		r.renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
@@ -277,8 +279,8 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		// Rule 4: renew with the cached object, no read first. A Lease
 		// deleted since is a 409 too: the update carries the old UID.
 		err := e.write(ctx, start, e.renewed(start))
-		if !apierrors.IsConflict(err) {
-			return err
+		if !apierrors.IsConflict(err) || !e.leadingAt(e.now()) {
+			return err // past the deadline the loop disables before any other call
 		}
 	}
 	// Rules 1 and 2: read, note changes on the local clock, and take over
@@ -286,7 +288,7 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 	// its own Lease gone recreates it at once (rule 2's exception).
 	l, err := e.read(ctx)
 	if apierrors.IsNotFound(err) {
-		if eligible && (leading && e.now().Before(e.fence()) || e.expired(e.now())) {
+		if eligible && (e.mayRecreate(leading) || e.expired(e.now())) {
 			return e.create(ctx, start)
 		}
 		return nil
@@ -302,6 +304,19 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		return nil
 	}
 	return e.write(ctx, start, e.takeover(start))
+}
+
+// mayRecreate is rule 2's exception: a leader, still inside its deadline,
+// recreates its deleted Lease at once, at most once per LEASE_DURATION. A
+// Lease deleted again and again (a pruner racing every write) would hide each
+// recreation from the others, who would then recreate it too.
+func (e *elector) mayRecreate(leading bool) bool {
+	now := e.now()
+	if !leading || !now.Before(e.fence()) || (!e.recreatedAt.IsZero() && now.Sub(e.recreatedAt) < e.timing.lease) {
+		return false
+	}
+	e.recreatedAt = now
+	return true
 }
 
 // wait is how long the observed record must stay unchanged: never less than

@@ -51,6 +51,8 @@ type memLeases struct {
 	// before runs at the start of every call, outside the lock: tests use
 	// it to move the clock (a slow request) or to fail the call.
 	before func(op string) error
+	// afterWrite runs after every create or update, outside the lock.
+	afterWrite func()
 }
 
 var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
@@ -83,17 +85,34 @@ func (m *memLeases) create(ctx context.Context, l *coordinationv1.Lease) (*coord
 		return nil, err
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.l != nil {
+		m.mu.Unlock()
 		return nil, apierrors.NewAlreadyExists(leaseResource, "lease")
 	}
-	return m.store(l, true), nil
+	got := m.store(l, true)
+	m.mu.Unlock()
+	m.wrote()
+	return got, nil
+}
+
+func (m *memLeases) wrote() {
+	if m.afterWrite != nil {
+		m.afterWrite()
+	}
 }
 
 func (m *memLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	if err := m.hook("update"); err != nil {
 		return nil, err
 	}
+	got, err := m.put(l)
+	if err == nil {
+		m.wrote()
+	}
+	return got, err
+}
+
+func (m *memLeases) put(l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	switch {
@@ -524,5 +543,50 @@ func TestElectionConflict(t *testing.T) {
 	}
 	if leadingNow(b) == leadingNow(c) {
 		t.Error("both or neither lead after the race")
+	}
+}
+
+// TestInvariant1ConflictAtTheFenceEndsTheStep: a renew refused with a 409
+// just at the renew deadline does not go on with another call: past the
+// deadline the loop disables first.
+func TestInvariant1ConflictAtTheFenceEndsTheStep(t *testing.T) {
+	api, clock, a, _ := established(t)
+	fence := a.facts(clock.now()).fenceAt
+	clock.setTo(fence.Add(-time.Millisecond))
+	calls := 0
+	api.before = func(op string) error {
+		calls++
+		if op == "update" {
+			clock.setTo(fence) // the 409 arrives at the deadline
+			return apierrors.NewConflict(leaseResource, "lease", errors.New("modified"))
+		}
+		return nil
+	}
+	a.step(context.Background(), true)
+	if calls != 1 {
+		t.Errorf("%d calls in a step whose renew was refused at the deadline; want 1", calls)
+	}
+}
+
+// TestInvariant2AnyWriteIsAChange: a renew whose renew time happens to be
+// the same (a wall clock stepped back or stuck) is still a change: the
+// resourceVersion moved.
+func TestInvariant2AnyWriteIsAChange(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	stuck := newClock() // the leader's wall clock does not move
+	a, b := newElector(api, "bp-0_a", defaultTiming, stuck.now), newElector(api, "bp-1_b", defaultTiming, clock.now)
+	stepOK(t, a, true)
+	stuck.advance(defaultTiming.lease)
+	stepOK(t, a, true)
+	stuck.t = stuck.t.Add(-time.Nanosecond) // each renew now writes the same renew time...
+	for i := 0; i < 10; i++ {
+		stuck.advance(0)
+		a.renewedAt = stuck.now() // ...and a still counts itself leader
+		stepOK(t, a, true)
+		stepOK(t, b, true)
+		clock.advance(defaultTiming.retry)
+		if leadingNow(b) {
+			t.Fatalf("round %d: the standby took a Lease renewed every %s", i, defaultTiming.retry)
+		}
 	}
 }

@@ -302,6 +302,7 @@ type nodeTracker struct {
 
 	n                           nodeState
 	find, gauge, signals, waits trouble
+	unsure                      time.Time // nodeState.unsure of a node found running
 }
 
 func newNodeTracker(host nodeAccess, name string, confirm, socketWait time.Duration, confirmable bool, log *slog.Logger, m *metricSet) *nodeTracker {
@@ -383,6 +384,9 @@ func (t *nodeTracker) unsignalled(cands []nodeProc) forgeState {
 func (t *nodeTracker) found(p nodeProc, now time.Time) {
 	fresh := p.Start >= t.host.started()
 	t.n = nodeState{proc: p, presence: nodeBooting, fresh: fresh, seenAt: now, state: stateUnknown}
+	if !fresh {
+		t.n.unsure = t.unsure
+	}
 	if fresh {
 		t.n.state = stateOff // the kubelet started it non-producing; nobody signalled it yet
 	}
@@ -483,8 +487,6 @@ func (t *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
 	switch {
 	case enable:
 		reason, n.state, n.sending = "enable", stateEnabling, digest
-	case !t.confirmable:
-		n.state = stateOff // delivered counts, with no gauge to ask
 	default:
 		n.state = stateDisabling
 	}

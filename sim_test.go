@@ -504,6 +504,40 @@ func (w *world) settle(limit time.Duration) string {
 	return ""
 }
 
+// overlapSpans is how long each pair of spans of different pods overlapped,
+// for spans ending after from.
+func (w *world) overlapSpans(from time.Time) []time.Duration {
+	var out []time.Duration
+	all := w.spans()
+	for i := range all {
+		for j := i + 1; j < len(all); j++ {
+			a, b := all[i], all[j]
+			if a.pod == b.pod {
+				continue
+			}
+			if d := minTime(w.end(a), w.end(b)).Sub(maxTime(a.start, b.start, from)); d > 0 {
+				out = append(out, d)
+			}
+		}
+	}
+	return out
+}
+
+func (w *world) spans() []span {
+	var all []span
+	for _, r := range w.reps {
+		all = append(all, r.node.spans...)
+	}
+	return all
+}
+
+func (w *world) end(s span) time.Time {
+	if s.end.IsZero() {
+		return w.clock.now()
+	}
+	return s.end
+}
+
 // overlaps lists every instant two nodes forged at once, from the records.
 func (w *world) overlaps() []string {
 	var all []span
@@ -556,11 +590,14 @@ func (c *fakeClock) setTo(t time.Time) {
 	}
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
+func maxTime(ts ...time.Time) time.Time {
+	m := ts[0]
+	for _, t := range ts[1:] {
+		if t.After(m) {
+			m = t
+		}
 	}
-	return b
+	return m
 }
 
 func minTime(a, b time.Time) time.Time {
