@@ -330,7 +330,7 @@ type sidecar struct {
 	sources  [][]byte
 	digest   string
 	stopping bool
-	leading  bool // as of the last pass, for transition logs
+	leading  bool   // as of the last pass, for transition logs
 	released bool   // the last leadership ended by our release
 	leaseUID string // as of the last pass: a new one while leading is a recreation
 	why      string
