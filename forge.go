@@ -107,6 +107,7 @@ type forgeInput struct {
 	retryAt      time.Time
 	confirm      time.Duration // SIGHUP_CONFIRM_TIMEOUT
 	stopBy       time.Time     // leadership.stopBy: zero if this pod never held the Lease
+	fenceAt      time.Time     // leadership.fenceAt
 }
 
 // decide is the forging state machine: one action for the node's state,
@@ -157,8 +158,18 @@ func decideOn(in forgeInput) action {
 		return actNone
 	case in.now.Before(in.retryAt):
 		return actNone // the last enable did not take: back off
+	case !in.now.Before(in.enableBy()):
+		return actNone // too close to the deadline: the node would forge past it
 	}
 	return actEnable // off, unknown, or on with other credentials
+}
+
+// enableBy is the last moment an enable may go: its whole confirmation
+// window, and the disable after it, must end before the renew deadline, or
+// the node could start forging after the fence while the disable waits for
+// the enable (one SIGHUP at a time).
+func (in forgeInput) enableBy() time.Time {
+	return in.fenceAt.Add(-in.confirm - disableWindow)
 }
 
 func decideOff(in forgeInput) action {
@@ -256,7 +267,9 @@ func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
 		n.failures++
 		n.retryAt = now.Add(backoff(n.failures, window))
 	case n.state == stateEnabling:
-	case n.state == stateDisabling && r == readOff && (n.before == readOn || over):
+	case n.state == stateDisabling && r == readOff && (n.before == readOn && !now.Before(n.unsure) || over):
+		// Inside unsure an enable of the previous sidecar process may still
+		// finish after this disable: only the whole window confirms.
 		n.state = stateOff
 	case n.state == stateDisabling:
 	case r == readOn && n.fresh && !n.signalled:
@@ -420,8 +433,11 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	now := s.now() // after observing, which can take a second or two
 	why := s.ineligible(now)
 	// Invariant 1: past its renew deadline a replica disables forging
-	// before it makes any API call.
-	if f := s.facts(now); f.held && !f.leading {
+	// before it makes any API call; so does one whose node may forge
+	// without its lead. Only a sidecar that follows another in its pod
+	// renews first: its node may be the leader's, and its calls are cut at
+	// the promise it inherited.
+	if f := s.facts(now); !f.leading && (f.held || !s.inherit.active) {
 		s.reconcile(ctx, now, f, why)
 	}
 	if s.el.due(now) {
@@ -501,7 +517,7 @@ func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput
 		stepDown: f.leading && why != "",
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
-		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy,
+		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy, fenceAt: f.fenceAt,
 	}
 	if s.producer {
 		in.files = inspect(s.creds, s.sources)
@@ -520,10 +536,10 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		s.node.n.unlinkFailed = !s.removeCreds()
 		return true
 	case actEnable:
-		// Placing the files may have taken a while: the lead must still be
-		// ours, and the dead-man probe told so, when the signal goes.
-		now := s.now()
-		if f = s.facts(now); !f.leading || !s.writeHeartbeat(f, true) {
+		// Placing the files may have taken a while: the enable must still
+		// fit before the deadline (enableBy), and the dead-man probe be told
+		// this replica leads, when the signal goes.
+		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {
 			return false
 		}
 		return s.node.hup(s.now(), true, s.digest)

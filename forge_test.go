@@ -23,7 +23,8 @@ var t0 = time.Unix(1000, 0)
 // row is a forgeInput for a node that is up, off, with no files and valid
 // sources, changed by mods.
 func row(mods ...func(*forgeInput)) forgeInput {
-	in := forgeInput{now: t0, producer: true, node: nodeUp, state: stateOff, files: filesAbsent, sources: true, confirm: 5 * time.Second}
+	in := forgeInput{now: t0, producer: true, node: nodeUp, state: stateOff, files: filesAbsent, sources: true, confirm: 5 * time.Second,
+		fenceAt: t0.Add(10 * time.Second)}
 	for _, m := range mods {
 		m(&in)
 	}
@@ -78,6 +79,8 @@ func TestDecide(t *testing.T) {
 		// Invariant 6: level-triggered.
 		{"inv6: the leader places the files", row(want), actPlace},
 		{"inv6: then signals", row(want, files(filesCurrent)), actEnable},
+		{"inv1: no enable whose window would end past the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(6 * time.Second) }), actNone},
+		{"inv1: an enable whose window and a disable fit before the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(6*time.Second + time.Millisecond) }), actEnable},
 		{"inv6: then waits for the confirmation", row(want, files(filesCurrent), state(stateEnabling), sentAgo(time.Second)), actNone},
 		{"inv6: forging with these keys: nothing to do", row(want, files(filesCurrent), state(stateOn), loaded), actNone},
 		{"inv6: a file removed by hand is put back", row(want, files(filesOther), state(stateOn), loaded), actPlace},
@@ -123,6 +126,8 @@ func TestConfirm(t *testing.T) {
 		{"inv5: a disable confirmed by the gauge going to 0", nodeState{state: stateDisabling, before: readOn}, readOff, 100 * time.Millisecond, stateOff},
 		{"inv5: a 0 after a disable sent at 0 proves nothing yet", nodeState{state: stateDisabling, before: readOff}, readOff, time.Second, stateDisabling},
 		{"inv5: a 0 after a disable sent at 0, once the window passed", nodeState{state: stateDisabling, before: readOff}, readOff, window, stateOff},
+		{"inv4: a successor's disable 1 -> 0 inside unsure confirms nothing yet", nodeState{state: stateDisabling, before: readOn, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateDisabling},
+		{"inv4: a successor's 0 inside unsure is not off", nodeState{state: stateUnknown, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateUnknown},
 		{"inv5: a disable not confirmed stays disabling (decide escalates)", nodeState{state: stateDisabling, before: readOn}, readOn, window, stateDisabling},
 		{"inv4: a 1 before our first signal is not an enable: unknown", nodeState{state: stateOff, fresh: true}, readOn, 0, stateUnknown},
 		{"inv4: a node found running says 1: on", nodeState{state: stateUnknown}, readOn, 0, stateOn},
@@ -742,35 +747,31 @@ func TestInvariant1EnableWritesTheHeartbeatFirst(t *testing.T) {
 	w.noOverlap()
 }
 
-// TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero: the leader's
-// sidecar sends an enable that takes two seconds to handle, and dies; its
-// successor reads 0 while the enable is in flight. That 0 is not "off" (the
-// successor would drop its predecessor's promise with it): not before the
-// confirmation window of the predecessor's last signal has passed.
+// TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero: the first
+// leader's sidecar sends its enable, which takes two seconds to handle, and
+// dies; its successor, cut off from the API, reads 0 while the enable is in
+// flight. That 0 is not "off" (the successor would drop its predecessor's
+// promise with it): not before the confirmation window of the
+// predecessor's last signal has passed.
 func TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero(t *testing.T) {
 	for _, disable := range []time.Duration{20 * time.Millisecond, 3 * time.Second} {
 		t.Run(fmt.Sprint("disable takes ", disable), func(t *testing.T) {
 			w := newWorld(t)
-			a := w.add("bp-0")
-			w.add("bp-1")
-			if w.settle(40*time.Second) != "bp-0" {
-				t.Fatal("bp-0 did not lead")
-			}
-			last := a.s.el.renewedAt
-			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-			a.api.down = true
-			a.node.die(w.clock.now()) // the node restarts; the leader enables it again...
-			a.node.hupDelay = func(n int) time.Duration {
-				return map[int]time.Duration{1: 2 * time.Second, 2: disable}[n] + 20*time.Millisecond
-			}
-			a.node.onSignal = func(sig unix.Signal) {
-				if sig == unix.SIGHUP && !a.stopped {
-					a.stopped = true // ...and its sidecar dies right after
+			var died *replica
+			for _, name := range []string{"bp-0", "bp-1"} {
+				r := w.add(name)
+				r.node.hupDelay = func(n int) time.Duration {
+					return map[int]time.Duration{1: 2 * time.Second, 2: disable}[n] + 20*time.Millisecond
+				}
+				r.node.onSignal = func(sig unix.Signal) {
+					if sig == unix.SIGHUP && died == nil {
+						died, r.stopped, r.api.down = r, true, true // the enable is out; the sidecar dies, the API out of reach
+					}
 				}
 			}
-			w.runUntil(20*time.Second, "the enable", func() bool { return a.stopped })
+			w.runUntil(40*time.Second, "the first enable", func() bool { return died != nil })
 			w.run(300 * time.Millisecond)
-			w.startSidecar(a)
+			w.startSidecar(died)
 			w.run(40 * time.Second)
 			w.noOverlap()
 		})
@@ -817,4 +818,87 @@ func TestInvariant2PrunerIsNotLedThrough(t *testing.T) {
 	if total > 2*time.Second {
 		t.Errorf("two nodes forged at once for %s in 90 s under the pruner; want brief overlaps only", total)
 	}
+}
+
+// TestInvariant4SuccessorDisableInsideUnsure: the leader's sidecar loads new
+// keys into its forging node (a reload that takes 3 s to handle) and dies;
+// its successor cannot renew and disables. The disable's 1 -> 0 comes while
+// the predecessor's reload is in flight: it confirms nothing until the
+// window has passed, or the successor would take the node for off, drop
+// the inherited promise, and the reload, finishing last, would forge on.
+func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	a.node.slowOn = 3 * time.Second
+	a.node.onSignal = func(sig unix.Signal) {
+		switch {
+		case sig != unix.SIGHUP:
+		case !a.stopped:
+			a.stopped = true // the reload is out; the sidecar dies
+			a.api.refuse = apierrors.NewServiceUnavailable("busy")
+		case a.api.refuse != nil:
+			a.api.refuse, a.api.down = nil, true // the successor's disable is out; from now on calls hang
+		}
+	}
+	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	w.runUntil(10*time.Second, "the reload", func() bool { return a.stopped })
+	w.run(300 * time.Millisecond)
+	w.startSidecar(a)
+	w.run(40 * time.Second)
+	w.noOverlap()
+}
+
+// TestInvariant1NoEnableCloseToTheDeadline: renews are refused and new keys
+// arrive 8 s after the last renew: a reload then (its window 5 s) would
+// still be in flight at the deadline, when the disable must wait for it.
+// It is not sent; at the deadline the node is disabled at once.
+func TestInvariant1NoEnableCloseToTheDeadline(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	fence := a.s.facts(w.clock.now()).fenceAt
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	a.node.slowOn = 3 * time.Second
+	w.runUntil(10*time.Second, "8 s after the renew", func() bool { return !w.clock.now().Before(fence.Add(-2 * time.Second)) })
+	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	w.run(20 * time.Second)
+	for _, sp := range a.node.spans {
+		if end := w.end(sp); end.After(fence.Add(200 * time.Millisecond)) {
+			t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
+		}
+	}
+	w.noOverlap()
+}
+
+// TestInvariant1NeverHeldDisablesBeforeAnyCall: a replica that never held
+// the Lease finds its node forging (here a node that was not started
+// non-producing): it disables before its election step, which may hang for
+// API_TIMEOUT.
+func TestInvariant1NeverHeldDisablesBeforeAnyCall(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0")
+	w.settle(40 * time.Second)
+	b := w.add("bp-1")
+	b.node.boot1 = true // not fresh, so a 1 is believed: on
+	var late []string
+	b.api.check = func(ctx context.Context, op string) {
+		if b.s.node.n.state == stateOn {
+			late = append(late, op)
+		}
+	}
+	b.api.down = true
+	w.run(20 * time.Second)
+	if len(late) > 0 {
+		t.Errorf("%d API calls (%v) made while the node was known forging and not yet disabled", len(late), late[0])
+	}
+	w.noOverlap()
 }

@@ -54,6 +54,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"math/rand/v2"
 	"time"
 
@@ -183,6 +184,7 @@ type elector struct {
 	maxAny      int32            // ...and across UIDs, for a recreated Lease
 	seenAny     bool
 	nextTry     time.Time
+	jitter      *rand.Rand // seeded by the identity: replicas spread apart, runs repeat
 }
 
 // leaseRecord is what rule 1 compares.
@@ -205,7 +207,10 @@ func recordOf(l *coordinationv1.Lease) leaseRecord {
 }
 
 func newElector(api leaseAPI, identity string, t timing, now func() time.Time) *elector {
-	return &elector{api: api, identity: identity, timing: t, now: now, maxSeen: map[string]int32{}}
+	h := fnv.New64a()
+	h.Write([]byte(identity))
+	return &elector{api: api, identity: identity, timing: t, now: now, maxSeen: map[string]int32{},
+		jitter: rand.New(rand.NewPCG(h.Sum64(), 0))}
 }
 
 // leadingAt is rule 4.
@@ -298,6 +303,8 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		return err
 	case !eligible:
 		return nil
+	case leading && !e.now().Before(e.fence()):
+		return nil // past the deadline: the loop disables before any other call
 	case deref(l.Spec.HolderIdentity) == e.identity:
 		return e.write(ctx, start, e.renewed(start))
 	case !e.expired(e.now()):
@@ -343,7 +350,7 @@ func (e *elector) schedule(t time.Time) {
 		e.nextTry = t.Add(e.timing.retry)
 		return
 	}
-	e.nextTry = t.Add(e.timing.retry + rand.N(e.timing.retry/10+1))
+	e.nextTry = t.Add(e.timing.retry + time.Duration(e.jitter.Int64N(int64(e.timing.retry/10+1))))
 	if e.observed.holder == e.identity || e.observedAt.IsZero() {
 		return
 	}
@@ -395,8 +402,10 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 }
 
 // observeMissing applies rules 1, 2 and 4 to a Lease found missing at t.
-// Whoever takes it over must first see it missing for LEASE_DURATION, so the
-// renew arithmetic still bounds a holder's stopBy.
+// Whoever takes it over must first see it missing for LEASE_DURATION after
+// the deletion, which came after our last renew, so the renew arithmetic
+// still bounds a holder's stopBy (unless the Lease is deleted again within
+// one of the others' polls: the documented pruner limit).
 func (e *elector) observeMissing(t time.Time) {
 	e.lease, e.holding = nil, false
 	e.note(leaseRecord{missing: true}, t)

@@ -547,24 +547,30 @@ func TestElectionConflict(t *testing.T) {
 }
 
 // TestInvariant1ConflictAtTheFenceEndsTheStep: a renew refused with a 409
-// just at the renew deadline does not go on with another call: past the
-// deadline the loop disables first.
+// at the renew deadline, or whose re-read returns at it, does not go on
+// with another call: past the deadline the loop disables first.
 func TestInvariant1ConflictAtTheFenceEndsTheStep(t *testing.T) {
-	api, clock, a, _ := established(t)
-	fence := a.facts(clock.now()).fenceAt
-	clock.setTo(fence.Add(-time.Millisecond))
-	calls := 0
-	api.before = func(op string) error {
-		calls++
-		if op == "update" {
-			clock.setTo(fence) // the 409 arrives at the deadline
-			return apierrors.NewConflict(leaseResource, "lease", errors.New("modified"))
-		}
-		return nil
-	}
-	a.step(context.Background(), true)
-	if calls != 1 {
-		t.Errorf("%d calls in a step whose renew was refused at the deadline; want 1", calls)
+	for _, at := range []string{"update", "get"} {
+		t.Run("deadline reached during the "+at, func(t *testing.T) {
+			api, clock, a, _ := established(t)
+			fence := a.facts(clock.now()).fenceAt
+			clock.setTo(fence.Add(-time.Millisecond))
+			var ops []string
+			api.before = func(op string) error {
+				ops = append(ops, op)
+				if op == at {
+					clock.setTo(fence)
+				}
+				if op == "update" && len(ops) == 1 {
+					return apierrors.NewConflict(leaseResource, "lease", errors.New("modified"))
+				}
+				return nil
+			}
+			a.step(context.Background(), true)
+			if want := map[string]int{"update": 1, "get": 2}[at]; len(ops) != want {
+				t.Errorf("calls %v in a step that reached the deadline during the %s; want %d", ops, at, want)
+			}
+		})
 	}
 }
 

@@ -357,10 +357,10 @@ func (t *nodeTracker) track(now time.Time) {
 			n.presence, n.state = nodeHidden, stateUnknown
 		}
 		err = errNodeNotFound
+	case err != nil:
+		*n = nodeState{presence: nodeAmbiguous, state: stateUnknown, findErr: err} // a process unread may be the node
 	default:
-		if err == nil {
-			err = fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(cands), t.name, cands)
-		}
+		err = fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(cands), t.name, cands)
 		*n = nodeState{presence: nodeAmbiguous, state: t.unsignalled(cands), findErr: err}
 	}
 	t.find.set(t.log, err)
@@ -368,15 +368,12 @@ func (t *nodeTracker) track(now time.Time) {
 
 // unsignalled is the state of processes none of which this sidecar tracks:
 // off if every one started after it (booted non-producing, and nobody else
-// signals a node), else unknown. An unreadable /proc is unknown.
+// signals a node), else unknown.
 func (t *nodeTracker) unsignalled(cands []nodeProc) forgeState {
 	for _, p := range cands {
 		if p.Start < t.host.started() {
 			return stateUnknown
 		}
-	}
-	if cands == nil {
-		return stateUnknown
 	}
 	return stateOff
 }

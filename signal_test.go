@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -191,5 +195,22 @@ func TestProcCannotTellIsNotGone(t *testing.T) {
 	}
 	if ok, err := fs.alive(nodeProc{8, 500}); ok || err != nil {
 		t.Errorf("alive of a process that is gone: %v, %v; want false, nil", ok, err)
+	}
+}
+
+// TestTrackerCannotTellIsUnknown: some /proc entry could not be read, and
+// the processes of the node's name that could be read all started after the
+// sidecar: the unread one may be the node, so its state is unknown, not
+// "off because everything visible is fresh".
+func TestTrackerCannotTellIsUnknown(t *testing.T) {
+	clock := newClock()
+	n := newSimNode("bp-0", clock, nil)
+	n.running = false
+	n.procErr = os.ErrPermission
+	n.extras = []nodeProc{{PID: 9, Start: n.self + 50}}
+	tr := newNodeTracker(n, "cardano-node", 5*time.Second, time.Minute, true, slog.New(slog.NewJSONHandler(io.Discard, nil)), nil)
+	tr.observe(context.Background(), clock.now())
+	if tr.n.state != stateUnknown || tr.n.presence != nodeAmbiguous {
+		t.Errorf("presence %d state %s; want ambiguous and unknown", tr.n.presence, tr.n.state)
 	}
 }

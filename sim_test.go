@@ -148,7 +148,7 @@ func (n *simNode) proc() nodeProc { return nodeProc{n.pid, n.start} }
 func (n *simNode) candidates() ([]nodeProc, error) {
 	n.advance()
 	if n.procErr != nil {
-		return nil, n.procErr
+		return n.extras, n.procErr // what could be read, and the error
 	}
 	var out []nodeProc
 	if n.running && !n.hidden {
@@ -246,10 +246,11 @@ func (n *simNode) started() uint64 { return n.self }
 // (every call hangs until its timeout, as through a dropped network) and
 // watched (check runs before each call).
 type flakyLeases struct {
-	m     *memLeases
-	clock *fakeClock
-	down  bool
-	check func(ctx context.Context, op string)
+	m      *memLeases
+	clock  *fakeClock
+	down   bool
+	refuse error // every call fails at once with this (an API server answering 503)
+	check  func(ctx context.Context, op string)
 	// lose makes the next call of that op land on the server with its
 	// answer lost: the caller times out.
 	lose  string
@@ -259,6 +260,9 @@ type flakyLeases struct {
 func (f *flakyLeases) through(ctx context.Context, op string) error {
 	if f.check != nil {
 		f.check(ctx, op)
+	}
+	if f.refuse != nil {
+		return f.refuse
 	}
 	if !f.down {
 		return nil

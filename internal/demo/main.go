@@ -81,6 +81,7 @@ func run(ctx context.Context) error {
 		}
 	}
 	say("pods bp-0, bp-1, bp-2 started: init put the keys in place, each node boots non-producing")
+	say("no Lease yet: a missing Lease counts as unreleased, so the first leader waits LEASE_DURATION (15s) before creating it")
 
 	w := &watcher{c: c}
 	leader, err := w.until(ctx, "a leader forges", time.Minute, oneForger)
