@@ -21,12 +21,13 @@ KUBE_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 # Tests run for up to 45 minutes; CI allows 90.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: help build test unit testenv lint image demo bench docs clean
+.PHONY: help build test unit mutants testenv lint image demo bench docs clean
 
 help:
 	@echo "make demo     three simulated replicas: election, failover, handover (root)"
 	@echo "make test     every test: unit, then integration against a real kube-apiserver (root)"
 	@echo "make unit     the fast tests: state machine, election rules, simulated nodes (Go only, no root)"
+	@echo "make mutants  revert each safety fix in turn: its tests must fail (Go only)"
 	@echo "make build    static binary ./forge-manager (PLATFORM=linux/arm64 to cross-build)"
 	@echo "make image    FROM scratch image with IMAGE_TOOL=buildah|podman|docker"
 	@echo "make bench    failover, handover, footprint and API-load figures"
@@ -44,6 +45,9 @@ test: testenv
 
 unit:
 	go test -race -count=1 ./...
+
+mutants:
+	python3 hack/mutants.py
 
 testenv: $(FORGE_TESTENV_DIR)/kube-apiserver $(FORGE_TESTENV_DIR)/kubectl $(FORGE_TESTENV_DIR)/etcd
 

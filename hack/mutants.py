@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Mutants: each safety fix of the forging core, reverted one at a time.
+
+For every entry below, the repository is copied to a temporary directory,
+the fix is undone there (the first string replaced by the second, in the
+named file, plus an optional second replacement), and the tests named after
+it are run (`go test -run`, unit tests only: Go, no root). Each must fail:
+a test that passes with its fix reverted proves nothing.
+
+    python3 hack/mutants.py [name-substring ...]
+
+prints one line per mutant and exits 1 if any survives or no longer
+applies (the code moved on: update the entry). `make mutants` runs them all
+(about two minutes).
+"""
+import os, shutil, subprocess, sys, tempfile
+
+muts = [
+ ("missing Lease created at once", "lease.go",
+  "		if eligible && (e.mayRecreate(leading) || e.expired(e.now())) {", "		if eligible {",
+  "TestInvariant2MissingLeaseIsWaitedOut|TestInvariant2DeletedLeaseOfAPartitionedLeader|TestInvariant2LeaseDeletedByHand"),
+ ("holding survives a missing Lease", "lease.go",
+  "	e.lease, e.holding = nil, false\n	e.note(leaseRecord{missing: true}, t)", "	e.lease = nil\n	e.note(leaseRecord{missing: true}, t)",
+  "TestInvariant2DeletedLeaseEndsLeadership|TestInvariant2LeaseDeletedByHand"),
+ ("an unconfirmed enable counts as off", "forge.go",
+  "		// Delivered and not confirmed: unknown, never off.\n		n.state = stateUnknown", "		n.state = stateOff",
+  "TestInvariant4UnconfirmedEnableThroughAFailover|TestConfirm"),
+ ("two processes named cardano-node count as node gone", "signal.go",
+  "		case err != nil || ok:\n			t.find.set(t.log, err) // cannot tell: it stays the node", "		case false && (err != nil || ok):\n			t.find.set(t.log, err) // cannot tell: it stays the node",
+  "TestInvariant4SecondNodeProcess"),
+ ("observation stamped when the read is sent", "lease.go",
+  "	e.lease = l\n	e.observe(l, e.now())\n	return l, nil", "	e.lease = l\n	e.observe(l, sent)\n	return l, nil",
+  "TestInvariant2ObservationStampedWhenReadReturns", ("	l, err := e.api.get(cctx)", "	sent := e.now()\n	l, err := e.api.get(cctx)")),
+ ("the record's duration wins over our own", "lease.go",
+  "	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second)", "	if e.observed.duration > 0 {\n		return time.Duration(e.observed.duration) * time.Second\n	}\n	return e.timing.lease",
+  "TestInvariant2NeverShorterThanOwnLeaseDuration"),
+ ("the fence waits for the election step", "forge.go",
+  "	if f := s.facts(now); !f.leading && (f.held || !s.inherit.active) {\n		s.reconcile(ctx, now, f, why)\n	}", "",
+  "TestInvariant1FenceBeforeAnyAPICall"),
+ ("calls not cut at stopBy", "forge.go",
+  "	if !f.stopBy.IsZero() && s.node.n.mayForge() {", "	if false && !f.stopBy.IsZero() && s.node.n.mayForge() {",
+  "TestInvariant1FenceBeforeAnyAPICall"),
+ ("a disable overtakes an enable in flight", "forge.go",
+  "	case in.state == stateEnabling:\n		// One SIGHUP at a time", "	case in.state == stateEnabling && false:\n		// One SIGHUP at a time",
+  "TestInvariant5OvertakingDisable|TestDecide"),
+ ("a disable SIGHUP although the unlink failed", "forge.go",
+  "	case in.files != filesAbsent:\n		return actKill // the unlink failed", "	case in.files != filesAbsent && false:\n		return actKill // the unlink failed",
+  "TestInvariant5UnlinkFailedKills|TestDecide"),
+ ("a never-held replica kills at once", "forge.go",
+  "	at := in.sent.Add(in.confirm)\n	if !in.stopBy.IsZero() && in.stopBy.Before(at) {", "	at := in.sent.Add(in.confirm)\n	if in.stopBy.Before(at) {",
+  "TestInvariant5NeverHeldWaitsTheTimeout|TestDecide"),
+ ("a signal failure does not make the replica ineligible", "forge.go",
+  "	case n.signalErr != nil:\n		return n.signalErr.Error()", "",
+  "TestSignalFailureHandsOver"),
+ ("pidfd_open failure is fatal", "signal.go",
+  "	case err != nil:\n		pidfd = -1", "	case err != nil:\n		return err",
+  "TestSignalWithoutPidfd"),
+ ("a relay signals its node", "forge.go",
+  "	case !in.producer:\n		return actNone // relays and monitors never touch their node", "",
+  "TestInvariant7RelayNeverSignals|TestDecide"),
+ ("a missing heartbeat passes the dead-man probe", "health.go",
+  "	case os.IsNotExist(err):\n		return \"\", fmt.Errorf(", "	case os.IsNotExist(err):\n		return \"ok\", nil\n		return \"\", fmt.Errorf(",
+  "TestDeadmanFailsClosed"),
+ ("the probe checks its own environment's files", "health.go",
+  "	if err == nil && len(rec.Files) > 0 {\n		files = rec.Files\n	}", "",
+  "TestDeadmanFailsClosed"),
+ ("release whatever the node's state", "forge.go",
+  "	if in.stepDown && in.state == stateOff {", "	if in.stepDown {",
+  "TestInvariant7NoReleaseAfterFailedKill|TestDecide"),
+ ("shutdown writes the status when the cached holder is us (the old rule)", "forge.go",
+  "	s.stopping = true\n", "	s.stopping = true\n	if s.el.holder() == s.el.identity {\n		s.status.forget()\n		s.syncStatus(ctx, s.now(), leadership{leading: true, epoch: s.el.epoch()}, \"shutting down\")\n	}\n",
+  "TestInvariant7FencedLeaderLeavesTheStatus"),
+ ("targets read through links and FIFOs", "keys.go",
+  "	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)", "	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)",
+  "TestInvariant8TargetsAreNeverReadThrough"),
+ ("a gauge of 0.5 counts as off", "signal.go",
+  "			if err != nil || (v != 0 && v != 1) {", "			if err != nil {",
+  "TestParseForging"),
+ ("/healthz on the wall clock", "health.go",
+  "	now := s.now()\n	if age := now.Sub(v.passAt)", "	now := time.Now()\n	if age := now.Sub(v.passAt)",
+  "TestHealthzFails"),
+ ("init writes file by file", "keys.go",
+  "	if err := commit(all); err != nil {\n		return err\n	}", "",
+  "TestInitAllOrNothing", ("		st, err := stage(path, mode, fill)\n		if err != nil {\n			return fmt.Errorf(\"%s: %w\", what, err)\n		}\n		all = append(all, st)", "		st, err := stage(path, mode, fill)\n		if err != nil {\n			return fmt.Errorf(\"%s: %w\", what, err)\n		}\n		commit([]*staged{st})")),
+ ("API errors only at DEBUG", "main.go",
+  "	case err != nil && t.err == nil:\n		log.Warn(t.what, \"err\", err.Error())", "	case err != nil && t.err == nil:\n		log.Debug(t.what, \"err\", err.Error())",
+  "TestTroubleIsWarnedOnce"),
+ ("an empty holder is a release", "lease.go",
+  "	if !r.missing && r.holder == \"\" && r.releasedBy != \"\" && r.releasedBy == e.lastHolder {", "	if !r.missing && r.holder == \"\" {",
+  "TestInvariant7ReleaseIsTakenAtOnce"),
+ ("no dead-man budget rule", "lease.go",
+  "	if b := p.budget(); b+killMargin > t.lease-t.renew {", "	if b := p.budget(); false && b+killMargin > t.lease-t.renew {",
+  "TestConfigErrors"),
+ ("a release keeps the lead until its reply", "lease.go",
+  "	e.holding = false\n	cctx, cancel := context.WithTimeout(ctx, e.timing.api)", "	cctx, cancel := context.WithTimeout(ctx, e.timing.api)",
+  "TestInvariant7LostReleaseReply|TestInvariant7LostReleaseReplyEndsLeadership", ("	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}", "	e.holding = false\n	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}")),
+ ("a reading equal to the one before the signal confirms it", "forge.go",
+  "	case n.state == stateEnabling && r == readOn && (n.before == readOff || over):", "	case n.state == stateEnabling && r == readOn:",
+  "TestInvariant5NewKeysThenStepDown|TestConfirm"),
+ ("a restarted sidecar forgets the old promise", "health.go",
+  "		return inheritance{active: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS)}", "		return inheritance{}",
+  "TestInvariant1RestartedSidecarKeepsThePromise"),
+ ("a heartbeat that cannot be written is not a reason to stop", "forge.go",
+  "	case s.heartbeatTrouble.err != nil:\n", "	case s.heartbeatTrouble.err != nil && false:\n",
+  "TestInvariant1HeartbeatFailureIsIneligible"),
+ ("an unreadable /proc entry is no process", "signal.go",
+  "	case err != nil:\n		return false, err\n	}\n	return start == p.Start", "	case err != nil:\n		return false, nil\n	}\n	return start == p.Start",
+  "TestProcCannotTellIsNotGone", ("			unreadable = err // it may be the node", "			_ = unreadable // it may be the node")),
+ ("the tracker takes cannot-tell for gone", "signal.go",
+  "		case err != nil || ok:\n			t.find.set(t.log, err) // cannot tell: it stays the node", "		case ok:\n			t.find.set(t.log, err) // cannot tell: it stays the node",
+  "TestInvariant4UnreadableProcIsNotGone", ("	case err == nil && len(cands) == 0:", "	case len(cands) == 0:")),
+ ("without a gauge an enable counts at once", "forge.go",
+  "	switch {\n	case now.Sub(n.sent) < window:\n	case n.state == stateEnabling:", "	switch {\n	case n.state == stateEnabling:\n		n.state, n.loaded = stateOn, n.sending\n	case now.Sub(n.sent) < window:\n	case n.state == stateEnabling:",
+  "TestInvariant5NoGaugeOneSignalAtATime"),
+ ("the pass's clock read before observing", "forge.go",
+  "	s.readSources()\n	s.node.observe(ctx, s.now())\n	now := s.now() // after observing", "	now := s.now()\n	s.readSources()\n	s.node.observe(ctx, s.now())\n	_ = 0 // after observing",
+  "TestInvariant1FenceBeforeAnyAPICall"),
+ ("the recreate of a deleted Lease not cut at the fence", "lease.go",
+  "	if t := e.now(); !e.renewedAt.IsZero() && t.Before(e.fence()) {", "	if t := e.now(); e.leadingAt(t) {",
+  "TestInvariant1RecreateCutAtTheFence"),
+ ("without a gauge a disable counts at once", "signal.go",
+  "	default:\n		n.state = stateDisabling\n	}", "	case !t.confirmable:\n		n.state = stateOff\n	default:\n		n.state = stateDisabling\n	}",
+  "TestInvariant7NoGaugeReleaseWaitsForTheDisable"),
+ ("a restarted sidecar trusts an early 0", "forge.go",
+  "	case r == readOff && now.Before(n.unsure):", "	case r == readOff && now.Before(n.unsure) && false:",
+  "TestInvariant4RestartedSidecarDoesNotTrustAnEarlyZero|TestConfirm"),
+ ("an enable without a fresh heartbeat", "forge.go",
+  "		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {", "		if !s.now().Before(in.enableBy()) {",
+  "TestInvariant1EnableWritesTheHeartbeatFirst"),
+ ("an enable without a fresh look at the clock", "forge.go",
+  "		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {", "		if !s.writeHeartbeat(f, true) {",
+  "TestInvariant1NoEnableAfterTheFence"),
+ ("a leader recreates its Lease as often as it is deleted", "lease.go",
+  "	if !leading || !now.Before(e.fence()) || (!e.recreatedAt.IsZero() && now.Sub(e.recreatedAt) < e.timing.lease) {", "	if !leading || !now.Before(e.fence()) {",
+  "TestInvariant2PrunerIsNotLedThrough"),
+ ("a step goes on after a 409 at the deadline", "lease.go",
+  "		if !apierrors.IsConflict(err) || !e.leadingAt(e.now()) {", "		if !apierrors.IsConflict(err) {",
+  "TestInvariant1ConflictAtTheFenceEndsTheStep"),
+ ("a write with the same renew time is no change", "lease.go",
+  "	r := leaseRecord{version: l.ResourceVersion, holder:", "	r := leaseRecord{holder:",
+  "TestInvariant2AnyWriteIsAChange"),
+ ("a successor's disable confirmed by a change inside unsure", "forge.go",
+  "(n.before == readOn && !now.Before(n.unsure) || over)", "(n.before == readOn || over)",
+  "TestInvariant4SuccessorDisableInsideUnsure|TestConfirm"),
+ ("the pre-election disable only for replicas that held", "forge.go",
+  "	if f := s.facts(now); !f.leading && (f.held || !s.inherit.active) {", "	if f := s.facts(now); !f.leading && f.held {",
+  "TestInvariant1NeverHeldDisablesBeforeAnyCall"),
+ ("an enable close to the deadline", "forge.go",
+  "	case !in.now.Before(in.enableBy()):\n		return actNone", "	case false:\n		return actNone",
+  "TestInvariant1NoEnableCloseToTheDeadline|TestDecide", ("		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {", "		if !s.writeHeartbeat(f, true) {")),
+ ("a step goes on past the deadline after a re-read", "lease.go",
+  "	case leading && !e.now().Before(e.fence()):\n		return nil", "	case false:\n		return nil",
+  "TestInvariant1ConflictAtTheFenceEndsTheStep"),
+ ("a partial /proc read with fresh matches is off", "signal.go",
+  "	case err != nil:\n		*n = nodeState{presence: nodeAmbiguous, state: stateUnknown, findErr: err}", "	case err != nil && false:\n		*n = nodeState{presence: nodeAmbiguous, state: stateUnknown, findErr: err}",
+  "TestTrackerCannotTellIsUnknown"),
+]
+
+def main(only):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    work = tempfile.mkdtemp(prefix="forge-mutants-")
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        os.makedirs(os.path.join(work, os.path.dirname(f)), exist_ok=True)
+        shutil.copy2(os.path.join(root, f), os.path.join(work, f))
+    bad = 0
+    try:
+        for m in muts:
+            name, path, old, new, tests = m[:5]
+            if only and not any(o in name for o in only):
+                continue
+            verdict = run(work, path, old, new, tests, m[5] if len(m) > 5 else None)
+            bad += not verdict.startswith("killed")
+            print(f"- {name}: {verdict}")
+    finally:
+        shutil.rmtree(work)
+    return 1 if bad else 0
+
+
+def run(work, path, old, new, tests, extra):
+    full = os.path.join(work, path)
+    orig = open(full).read()
+    text = orig.replace(old, new, 1)
+    if old not in orig or (extra and extra[0] not in text):
+        return "DOES NOT APPLY (the code moved on: update this entry)"
+    if extra:
+        text = text.replace(extra[0], extra[1], 1)
+    open(full, "w").write(text)
+    try:
+        r = subprocess.run(["go", "test", "-count=1", "-run", tests, "."], cwd=work, capture_output=True, text=True, timeout=600)
+    finally:
+        open(full, "w").write(orig)
+    fails = [l.split()[2] for l in r.stdout.splitlines() if l.strip().startswith("--- FAIL")]
+    if r.returncode != 0 and fails:
+        return "killed by " + ", ".join(sorted(set(f.split("/")[0] for f in fails)))
+    if r.returncode != 0:
+        return "BUILD FAILED: " + (r.stdout + r.stderr)[-300:]
+    return "SURVIVED: no test fails without this fix"
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
