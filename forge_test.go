@@ -148,6 +148,18 @@ func TestConfirm(t *testing.T) {
 	}
 }
 
+// pair is two replicas, bp-0 leading and forging.
+func pair(t *testing.T) (*world, *replica) {
+	t.Helper()
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	return w, a
+}
+
 // TestSimOneForger: three replicas settle on exactly one forger and stay.
 func TestSimOneForger(t *testing.T) {
 	w := newWorld(t)
@@ -208,9 +220,7 @@ func TestInvariant4UnconfirmedEnableThroughAFailover(t *testing.T) {
 	if !a.node.forgedOnce() {
 		t.Fatal("the scenario did not happen: bp-0 never forged")
 	}
-	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
-		t.Errorf("forgers %v; want bp-1", f)
-	}
+	w.onlyForger("bp-1")
 	if got := a.node.delivered(0); got != "hup hup kill" {
 		t.Errorf("bp-0's signals %q: want the enable, the disable SIGHUP, then a kill", got)
 	}
@@ -275,12 +285,7 @@ func TestInvariant1FenceBeforeAnyAPICall(t *testing.T) {
 }
 
 func fenceBeforeAnyAPICall(t *testing.T, lag time.Duration) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	f := a.s.el.facts(w.clock.now())
 	var violations []string
 	a.api.check = func(ctx context.Context, op string) {
@@ -333,12 +338,7 @@ func TestInvariant5OvertakingDisable(t *testing.T) {
 // TestInvariant5UnlinkFailedKills: a leader stepping down cannot remove a
 // key file: a SIGHUP then would enable, so the node is killed instead.
 func TestInvariant5UnlinkFailedKills(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	os.Remove(a.cfg.TargetKES)
 	os.Mkdir(a.cfg.TargetKES, 0o700) // cannot be unlinked, nor written over
 	os.WriteFile(a.cfg.TargetKES+"/x", nil, 0o600)
@@ -386,18 +386,11 @@ func TestSignalFailureHandsOver(t *testing.T) {
 		}
 	})
 	t.Run("while leading", func(t *testing.T) {
-		w := newWorld(t)
-		a := w.add("bp-0")
-		w.add("bp-1")
-		if w.settle(40*time.Second) != "bp-0" {
-			t.Fatal("bp-0 did not lead")
-		}
+		w, a := pair(t)
 		a.node.signalErr = unix.EINVAL
 		w.run(60 * time.Second)
 		w.noOverlap()
-		if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
-			t.Errorf("forgers %v; want bp-1 to have taken over", f)
-		}
+		w.onlyForger("bp-1")
 	})
 }
 
@@ -405,32 +398,20 @@ func TestSignalFailureHandsOver(t *testing.T) {
 // out at the renew deadline and the dead-man probe has the node killed
 // before the standby may take over.
 func TestInvariant1DeadSidecar(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	a.stopped = true
 	w.run(40 * time.Second)
 	w.noOverlap()
 	if a.node.probeKill == 0 {
 		t.Error("the dead-man probe did not kill the orphaned node")
 	}
-	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
-		t.Errorf("forgers %v; want bp-1", f)
-	}
+	w.onlyForger("bp-1")
 }
 
 // TestInvariant7Handover: on SIGTERM the leader disables, confirms and
 // releases; the standby takes over at its next look.
 func TestInvariant7Handover(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	a.stopped = true
 	a.s.shutdown()
 	if a.node.on || w.leases.holder() != "" {
@@ -477,12 +458,7 @@ func TestInvariant7RelayNeverSignals(t *testing.T) {
 // replaced, stopped after the partition healed, does not write the
 // CardanoLeader status: it would overwrite the new leader's.
 func TestInvariant7FencedLeaderLeavesTheStatus(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	a.api.down = true
 	w.run(40 * time.Second)
 	if st := w.leaders.obj.Status; st.LeaderPod != "bp-1" {
@@ -544,12 +520,7 @@ func TestMissingLeaseAtFirstStart(t *testing.T) {
 // when it is eligible again at once, and leads again only by a write of its
 // own.
 func TestInvariant7LostReleaseReply(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	vrf, _ := os.ReadFile(a.cfg.SourceVRF)
 	a.api.after = func(string) {
 		if w.leases.holder() == "" { // the release landed: bp-0 is healthy again at once
@@ -575,12 +546,7 @@ func TestInvariant7LostReleaseReply(t *testing.T) {
 // leader steps down 100 ms later: the disable waits for the reload's
 // window, or the reload, finishing last, would enable the node again.
 func TestInvariant5NewKeysThenStepDown(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	reload := a.node.hups + 1
 	a.node.hupDelay = func(n int) time.Duration {
 		if n == reload {
@@ -609,12 +575,7 @@ func TestInvariant5NewKeysThenStepDown(t *testing.T) {
 // wedged node by it, not 5 s after its own disable, which would be after the
 // standby took over at renew + 15 s.
 func TestInvariant1RestartedSidecarKeepsThePromise(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	last := a.s.el.renewedAt
 	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
 	a.stopped = true
@@ -624,21 +585,14 @@ func TestInvariant1RestartedSidecarKeepsThePromise(t *testing.T) {
 	w.startSidecar(a)
 	w.run(40 * time.Second)
 	w.noOverlap()
-	if f := w.forgers(); len(f) != 1 || f[0] != "bp-1" {
-		t.Errorf("forgers %v; want bp-1", f)
-	}
+	w.onlyForger("bp-1")
 }
 
 // TestInvariant1HeartbeatFailureIsIneligible: a sidecar that cannot write
 // its heartbeat leaves the dead-man probe blind: it hands over, and a new
 // one never enables before its first heartbeat is on disk.
 func TestInvariant1HeartbeatFailureIsIneligible(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	tmp := filepath.Join(filepath.Dir(a.cfg.HeartbeatFile), "."+filepath.Base(a.cfg.HeartbeatFile)+".tmp")
 	os.Mkdir(tmp, 0o700) // the heartbeat's temporary file cannot be created
 	from := w.clock.now()
@@ -653,12 +607,7 @@ func TestInvariant1HeartbeatFailureIsIneligible(t *testing.T) {
 // tracks its node: "cannot tell" is not "node gone"; the Lease is not
 // released while the node may forge.
 func TestInvariant4UnreadableProcIsNotGone(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	a.node.procErr = os.ErrPermission
 	w.run(40 * time.Second)
 	w.noOverlap()
@@ -827,12 +776,7 @@ func TestInvariant2PrunerIsNotLedThrough(t *testing.T) {
 // window has passed, or the successor would take the node for off, drop
 // the inherited promise, and the reload, finishing last, would forge on.
 func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	a.node.slowOn = 3 * time.Second
 	a.node.onSignal = func(sig unix.Signal) {
 		switch {
@@ -857,12 +801,7 @@ func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
 // still be in flight at the deadline, when the disable must wait for it.
 // It is not sent; at the deadline the node is disabled at once.
 func TestInvariant1NoEnableCloseToTheDeadline(t *testing.T) {
-	w := newWorld(t)
-	a := w.add("bp-0")
-	w.add("bp-1")
-	if w.settle(40*time.Second) != "bp-0" {
-		t.Fatal("bp-0 did not lead")
-	}
+	w, a := pair(t)
 	last := a.s.el.renewedAt
 	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
 	fence := a.s.facts(w.clock.now()).fenceAt

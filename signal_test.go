@@ -119,9 +119,29 @@ func TestStaleSocket(t *testing.T) {
 	}
 }
 
-// TestSignalIncarnation: a signal reaches exactly the incarnation found, and
-// never a process that took its place.
+
+// TestSignalIncarnation: a signal reaches exactly the incarnation found,
+// never a process that took its place, through a pidfd and also when
+// pidfd_open fails for any reason but "no such process" (here EMFILE):
+// then kill(2) after the start-time check, so a leader never loses the
+// means to disable its node.
 func TestSignalIncarnation(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		pidfd func(int, int) (int, error)
+	}{
+		{"pidfd", unix.PidfdOpen},
+		{"kill(2) when pidfd_open fails", func(int, int) (int, error) { return -1, unix.EMFILE }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(f func(int, int) (int, error)) { pidfdOpen = f }(pidfdOpen)
+			pidfdOpen = tc.pidfd
+			signalIncarnation(t)
+		})
+	}
+}
+
+func signalIncarnation(t *testing.T) {
 	cmd := exec.Command("sleep", "60")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -148,34 +168,6 @@ func TestSignalIncarnation(t *testing.T) {
 	}
 	if err := fs.signal(p, unix.SIGHUP); !errors.Is(err, errNodeNotFound) {
 		t.Errorf("signal to an exited node: %v; want not found", err)
-	}
-}
-
-// TestSignalWithoutPidfd: pidfd_open failing for any reason but "no such
-// process" (here EMFILE) falls back to kill(2) after the start-time check,
-// so a leader never loses the means to disable its node.
-func TestSignalWithoutPidfd(t *testing.T) {
-	defer func(f func(int, int) (int, error)) { pidfdOpen = f }(pidfdOpen)
-	pidfdOpen = func(int, int) (int, error) { return -1, unix.EMFILE }
-	cmd := exec.Command("sleep", "60")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	fs := procFS{root: "/proc", self: os.Getpid()}
-	_, start, _, err := fs.stat(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := fs.signal(nodeProc{cmd.Process.Pid, start + 1}, unix.SIGTERM); !errors.Is(err, errNodeNotFound) {
-		t.Errorf("without a pidfd, a different incarnation was signalled: %v", err)
-	}
-	if err := fs.signal(nodeProc{cmd.Process.Pid, start}, unix.SIGTERM); err != nil {
-		t.Fatalf("without a pidfd the node cannot be signalled: %v", err)
-	}
-	cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGTERM {
-		t.Errorf("process state %v; want killed by SIGTERM", cmd.ProcessState)
 	}
 }
 

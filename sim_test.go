@@ -495,6 +495,14 @@ func (w *world) forgers() []string {
 	return out
 }
 
+// onlyForger fails the test unless exactly pod forges now.
+func (w *world) onlyForger(pod string) {
+	w.t.Helper()
+	if f := w.forgers(); len(f) != 1 || f[0] != pod {
+		w.t.Errorf("forgers %v; want only %s", f, pod)
+	}
+}
+
 // settle runs until exactly one node forges and returns it.
 func (w *world) settle(limit time.Duration) string {
 	w.t.Helper()

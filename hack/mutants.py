@@ -54,7 +54,7 @@ muts = [
   "TestSignalFailureHandsOver"),
  ("pidfd_open failure is fatal", "signal.go",
   "	case err != nil:\n		pidfd = -1", "	case err != nil:\n		return err",
-  "TestSignalWithoutPidfd"),
+  "TestSignalIncarnation"),
  ("a relay signals its node", "forge.go",
   "	case !in.producer:\n		return actNone // relays and monitors never touch their node", "",
   "TestInvariant7RelayNeverSignals|TestDecide"),
