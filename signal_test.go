@@ -119,7 +119,6 @@ func TestStaleSocket(t *testing.T) {
 	}
 }
 
-
 // TestSignalIncarnation: a signal reaches exactly the incarnation found,
 // never a process that took its place, through a pidfd and also when
 // pidfd_open fails for any reason but "no such process" (here EMFILE):
