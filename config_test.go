@@ -124,6 +124,7 @@ func TestConfigErrors(t *testing.T) {
 		{"retry too long", runEnv("RETRY_PERIOD", "6s"), "run", `RETRY_PERIOD="6s" must be at most half of RENEW_DEADLINE="10s"`},
 		{"lease not whole seconds", runEnv("LEASE_DURATION", "15.5s"), "run", `LEASE_DURATION="15.5s" must be a whole number of seconds`},
 		{"api timeout too long", runEnv("API_TIMEOUT", "6s"), "run", `API_TIMEOUT="6s" must be at most half of RENEW_DEADLINE="10s"`},
+		{"confirm timeout too long", runEnv("SIGHUP_CONFIRM_TIMEOUT", "9s"), "run", `SIGHUP_CONFIRM_TIMEOUT="9s" must be at most half of RENEW_DEADLINE="10s"`},
 		{"magic mismatch", runEnv("CARDANO_NETWORK", "preprod", "NETWORK_MAGIC", "2"), "run", `NETWORK_MAGIC="2" does not match CARDANO_NETWORK="preprod": its magic is 1`},
 		{"custom without magic", runEnv("CARDANO_NETWORK", "sanchonet"), "run", `NETWORK_MAGIC is required for the custom network CARDANO_NETWORK="sanchonet"`},
 		{"magic not a number", runEnv("NETWORK_MAGIC", "main"), "run", `NETWORK_MAGIC="main": want a whole number`},

@@ -46,6 +46,10 @@ const (
 	maxBackoff    = 30 * time.Second
 	socketRecheck = 30 * time.Second
 	maxActions    = 4
+	// lastLook: past a deadline on which the node may have to be killed,
+	// the gauge gets this long to say it is off (a local read takes a few
+	// milliseconds) before the kill.
+	lastLook = 50 * time.Millisecond
 )
 
 // forgeState is what this replica knows of its node's forging.
@@ -108,6 +112,8 @@ type forgeInput struct {
 	confirm      time.Duration // SIGHUP_CONFIRM_TIMEOUT
 	stopBy       time.Time     // leadership.stopBy: zero if this pod never held the Lease
 	fenceAt      time.Time     // leadership.fenceAt
+	lastRead     reading       // the gauge at the last look
+	unsure       time.Time     // nodeState.unsure
 }
 
 // decide is the forging state machine: one action for the node's state,
@@ -159,17 +165,17 @@ func decideOn(in forgeInput) action {
 	case in.now.Before(in.retryAt):
 		return actNone // the last enable did not take: back off
 	case !in.now.Before(in.enableBy()):
-		return actNone // too close to the deadline: the node would forge past it
+		return actNone // too close to the deadline
 	}
 	return actEnable // off, unknown, or on with other credentials
 }
 
-// enableBy is the last moment an enable may go: its whole confirmation
-// window, and the disable after it, must end before the renew deadline, or
-// the node could start forging after the fence while the disable waits for
-// the enable (one SIGHUP at a time).
+// enableBy is the last moment an enable may go: disableWindow before the
+// renew deadline. One still unconfirmed at the deadline ends with a kill
+// (decideOff), so an enable that would be handled after the deadline never
+// makes the node forge past it.
 func (in forgeInput) enableBy() time.Time {
-	return in.fenceAt.Add(-in.confirm - disableWindow)
+	return in.fenceAt.Add(-disableWindow)
 }
 
 func decideOff(in forgeInput) action {
@@ -181,15 +187,24 @@ func decideOff(in forgeInput) action {
 	case in.files != filesAbsent:
 		return actKill // the unlink failed: no SIGHUP can disable this node
 	case in.state == stateEnabling:
-		// One SIGHUP at a time: the enable's window first, unless the Lease
-		// may pass before it ends.
-		if !in.stopBy.IsZero() && !in.now.Before(in.stopBy) {
+		// One SIGHUP at a time: the enable's window first, unless the renew
+		// deadline has passed (it must not start forging now) or the Lease
+		// may pass.
+		if past(in.now, in.fenceAt) || past(in.now, in.stopBy) {
 			return actKill
 		}
+		return actNone
+	case in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure) &&
+		(in.stopBy.IsZero() || in.now.Before(in.stopBy.Add(-in.confirm))):
+		// A successor whose node said 0: wait for its predecessor's last
+		// signal to be handled rather than send one more.
 		return actNone
 	}
 	return actDisable // on or unknown: a disable from unknown always signals
 }
+
+// past tells whether a deadline (zero: none) has come.
+func past(now, deadline time.Time) bool { return !deadline.IsZero() && !now.Before(deadline) }
 
 // release gives the Lease up when stepping down with the node off.
 func (in forgeInput) release() action {
@@ -403,6 +418,7 @@ func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time, hos
 	s.inherit = inheritFrom(c.HeartbeatFile)
 	s.node = newNodeTracker(host, c.NodeProcessName, c.ConfirmTimeout, c.SocketWaitTimeout, c.NodeMetricsURL != "", log, s.m)
 	if s.inherit.active {
+		s.node.prev = &s.inherit
 		s.node.unsure = now().Add(c.ConfirmTimeout) // the last process's last signal has been handled by then
 	}
 	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
@@ -429,7 +445,9 @@ func (s *sidecar) run(ctx context.Context) error {
 // sleep before the next pass.
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	s.readSources()
-	s.node.observe(ctx, s.now())
+	octx, cancel := s.observeContext(ctx)
+	s.node.observe(octx, s.now())
+	cancel()
 	now := s.now() // after observing, which can take a second or two
 	why := s.ineligible(now)
 	// Invariant 1: past its renew deadline a replica disables forging
@@ -447,10 +465,11 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	// report reads them again after the actions (a release changes them).
 	now = s.now()
 	s.reconcile(ctx, now, s.facts(now), why)
+	now = s.now()
 	f := s.facts(now)
 	s.noteTransitions(now, f, why)
 	s.report(ctx, now, f)
-	return s.nextWake(now, f)
+	return s.nextWake(s.now())
 }
 
 // elect runs one election step, cut at the node's stopBy while it may forge.
@@ -474,6 +493,22 @@ func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context
 		return context.WithTimeout(ctx, f.stopBy.Sub(s.now()))
 	}
 	return context.WithCancel(ctx)
+}
+
+// observeContext bounds the look at the node (the gauge read can take a
+// second) by the next deadline on which the node may have to be killed, so
+// the kill is not late; past it, the look gets pollPending.
+func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now, n := s.now(), &s.node.n
+	f := s.facts(now)
+	d := f.stopBy
+	if n.state == stateDisabling && (d.IsZero() || n.sent.Add(s.cfg.ConfirmTimeout).Before(d)) {
+		d = n.sent.Add(s.cfg.ConfirmTimeout)
+	}
+	if d.IsZero() || !n.mayForge() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, max(d.Sub(now), lastLook))
 }
 
 // facts is the elector's leadership, with what a previous sidecar process
@@ -511,13 +546,15 @@ func (s *sidecar) reconcile(ctx context.Context, now time.Time, f leadership, wh
 // forgeInput gathers what decide looks at.
 func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput {
 	n := &s.node.n
+	leading := f.leading && now.Before(f.fenceAt) // an action may have taken the pass past the deadline
 	in := forgeInput{
 		now: now, producer: s.producer,
-		want:     f.leading && f.trusted && why == "",
-		stepDown: f.leading && why != "",
+		want:     leading && f.trusted && why == "",
+		stepDown: leading && why != "",
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
 		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy, fenceAt: f.fenceAt,
+		lastRead: n.lastRead, unsure: n.unsure,
 	}
 	if s.producer {
 		in.files = inspect(s.creds, s.sources)
@@ -536,10 +573,10 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		s.node.n.unlinkFailed = !s.removeCreds()
 		return true
 	case actEnable:
-		// Placing the files may have taken a while: the enable must still
-		// fit before the deadline (enableBy), and the dead-man probe be told
-		// this replica leads, when the signal goes.
-		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {
+		// The dead-man probe is told this replica leads, and only then, if
+		// the time still allows (placing the files may have taken a while),
+		// does the signal go.
+		if !s.writeHeartbeat(f, true) || !s.now().Before(in.enableBy()) {
 			return false
 		}
 		return s.node.hup(s.now(), true, s.digest)
@@ -684,7 +721,7 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 // writeHeartbeat tells the dead-man probe how long it may leave the node
 // alone, counted from the moment of writing.
 func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
-	err := s.hb.write(s.heartbeatValidity(s.now(), f), mayForge)
+	err := s.hb.write(s.heartbeatValidity(s.now(), f), mayForge, s.node.n.proc)
 	s.heartbeatTrouble.set(s.log, err)
 	return err == nil
 }
@@ -707,9 +744,13 @@ func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 	s.publish(now, f)
 }
 
-// syncStatus writes the CardanoLeader status. Only a leader calls it: a
-// fenced ex-leader's view is stale and would overwrite its successor's.
+// syncStatus writes the CardanoLeader status, only while leading at this
+// instant: a fenced ex-leader's view is stale and would overwrite its
+// successor's, and past the deadline the disable comes before any call.
 func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, why string) {
+	if f = s.facts(s.now()); !f.leading {
+		return
+	}
 	actx, acancel := s.apiContext(ctx, f)
 	defer acancel()
 	cctx, cancel := s.el.callContext(actx)
@@ -723,11 +764,18 @@ func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, w
 	s.statusTrouble.set(s.log, err)
 }
 
-// nextWake is how long the loop may sleep: until the next election round,
-// the renew deadline, the node's stopBy, or the next look at a signal.
-func (s *sidecar) nextWake(now time.Time, f leadership) time.Duration {
-	n := &s.node.n
-	if n.state == stateEnabling || n.state == stateDisabling {
+// nextWake is how long the loop may sleep from now: until the next
+// election round, the renew deadline, the node's stopBy, or the next look
+// at a signal or at a node that may forge without the lead.
+func (s *sidecar) nextWake(now time.Time) time.Duration {
+	n, f := &s.node.n, s.facts(now)
+	if n.state == stateDisabling { // and at the kill, not up to pollPending after it
+		if kill := (forgeInput{sent: n.sent, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy}).killAt(); kill.After(now) {
+			return min(pollPending, kill.Sub(now))
+		}
+		return pollPending // past it: the kill is being retried
+	}
+	if n.state == stateEnabling || (n.mayForge() && f.held && !f.leading) {
 		return pollPending
 	}
 	wait := s.el.wakeAt(now).Sub(now)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -79,8 +80,11 @@ func TestDecide(t *testing.T) {
 		// Invariant 6: level-triggered.
 		{"inv6: the leader places the files", row(want), actPlace},
 		{"inv6: then signals", row(want, files(filesCurrent)), actEnable},
-		{"inv1: no enable whose window would end past the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(6 * time.Second) }), actNone},
-		{"inv1: an enable whose window and a disable fit before the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(6*time.Second + time.Millisecond) }), actEnable},
+		{"inv1: no enable in the last second before the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(time.Second) }), actNone},
+		{"inv1: an enable just over a second before the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(time.Second + time.Millisecond) }), actEnable},
+		{"inv1: an enable still in flight at the deadline: kill, it must not start forging now", row(state(stateEnabling), sentAgo(time.Second), stopIn(3*time.Second), func(in *forgeInput) { in.fenceAt = in.now }), actKill},
+		{"inv4: a successor whose node said 0 waits out its predecessor's signal", row(state(stateUnknown), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actNone},
+		{"inv4: ...unless the Lease may pass first: disable", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actDisable},
 		{"inv6: then waits for the confirmation", row(want, files(filesCurrent), state(stateEnabling), sentAgo(time.Second)), actNone},
 		{"inv6: forging with these keys: nothing to do", row(want, files(filesCurrent), state(stateOn), loaded), actNone},
 		{"inv6: a file removed by hand is put back", row(want, files(filesOther), state(stateOn), loaded), actPlace},
@@ -290,7 +294,8 @@ func fenceBeforeAnyAPICall(t *testing.T, lag time.Duration) {
 	var violations []string
 	a.api.check = func(ctx context.Context, op string) {
 		now := w.clock.now()
-		if !now.Before(f.fenceAt) && inspect(a.s.creds, a.s.sources) != filesAbsent {
+		n := &a.s.node.n
+		if !now.Before(f.fenceAt) && inspect(a.s.creds, a.s.sources) != filesAbsent && n.presence == nodeUp && n.mayForge() {
 			violations = append(violations, op+" with the keys in place "+now.Sub(f.fenceAt).String()+" past the deadline")
 		}
 		if dl, ok := ctx.Deadline(); ok && a.s.node.n.mayForge() && now.Add(time.Until(dl)).After(f.stopBy.Add(10*time.Millisecond)) {
@@ -568,7 +573,7 @@ func TestInvariant5NewKeysThenStepDown(t *testing.T) {
 }
 
 // TestInvariant1RestartedSidecarKeepsThePromise: the leader's sidecar
-// dies right after a renew and its replacement starts 10.3 s later, cut off
+// dies right after a renew and its replacement starts 10.8 s later, cut off
 // from the API server, with the node's gauge unreadable: it cannot renew
 // nor confirm, and does not know when its pod last renewed. It keeps the old
 // process's promise to the dead-man probe (renew + 10 s) and kills the
@@ -579,7 +584,7 @@ func TestInvariant1RestartedSidecarKeepsThePromise(t *testing.T) {
 	last := a.s.el.renewedAt
 	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
 	a.stopped = true
-	w.run(10300 * time.Millisecond)
+	w.run(10800 * time.Millisecond)
 	a.api.down = true
 	a.node.gaugeErr, a.node.wedged = os.ErrDeadlineExceeded, true // nothing confirms, and only a kill disables
 	w.startSidecar(a)
@@ -608,7 +613,7 @@ func TestInvariant1HeartbeatFailureIsIneligible(t *testing.T) {
 // released while the node may forge.
 func TestInvariant4UnreadableProcIsNotGone(t *testing.T) {
 	w, a := pair(t)
-	a.node.procErr = os.ErrPermission
+	a.node.procErr, a.node.noSocket = os.ErrPermission, true // and its socket is busy: nothing says "node up"
 	w.run(40 * time.Second)
 	w.noOverlap()
 	if strings.Contains(a.log.String(), "released the Lease") && a.node.on {
@@ -840,4 +845,183 @@ func TestInvariant1NeverHeldDisablesBeforeAnyCall(t *testing.T) {
 		t.Errorf("%d API calls (%v) made while the node was known forging and not yet disabled", len(late), late[0])
 	}
 	w.noOverlap()
+}
+
+// TestSlowRenewsStillForge: every Lease write takes 4.2 s (an API server
+// under load, still inside API_TIMEOUT), and the leader's node dies for
+// good: the standby's takeover and renews are all that slow, and it still
+// enables: the pool forges.
+func TestSlowRenewsStillForge(t *testing.T) {
+	w, a := pair(t)
+	for _, r := range w.reps {
+		r.api.lag = 4200 * time.Millisecond
+	}
+	a.node.delay = time.Hour
+	a.node.die(w.clock.now())
+	w.run(60 * time.Second)
+	w.onlyForger("bp-1")
+	w.noOverlap()
+}
+
+// TestSuccessorRidesOutOneFailedRenew: the leader's sidecar restarts and
+// its successor's first renew is refused: its node keeps forging under the
+// promise it inherited, and the next renew keeps the lead. No kill.
+func TestSuccessorRidesOutOneFailedRenew(t *testing.T) {
+	w, a := pair(t)
+	a.stopped = true
+	w.run(500 * time.Millisecond)
+	refused := false
+	a.api.check = func(ctx context.Context, op string) {
+		if op == "update" && !refused {
+			refused = true
+			a.api.refuse = apierrors.NewServiceUnavailable("busy")
+		} else {
+			a.api.refuse = nil
+		}
+	}
+	w.startSidecar(a)
+	w.run(20 * time.Second)
+	if !refused || a.node.kills+a.node.probeKill != 0 {
+		t.Errorf("renew refused %v; kills %d, probe kills %d: want the node kept", refused, a.node.kills, a.node.probeKill)
+	}
+	w.onlyForger("bp-0")
+	w.noOverlap()
+}
+
+// TestInvariant1FenceNotLateAfterASlowStatusCall: renews are refused and
+// the CardanoLeader read is slow: the pass that crosses the deadline in it
+// does not sleep a retry period before disabling.
+func TestInvariant1FenceNotLateAfterASlowStatusCall(t *testing.T) {
+	w, a := pair(t)
+	fence := a.s.facts(w.clock.now()).fenceAt
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	a.api.check = func(context.Context, string) { a.s.status.forget() } // each pass reads the status...
+	w.leaders.before = func(ctx context.Context, op string) error {
+		return slowCall(ctx, w.clock, 3*time.Second) // ...slowly
+	}
+	w.run(20 * time.Second)
+	w.leaders.before = nil
+	for _, sp := range a.node.spans {
+		if end := w.end(sp); end.After(fence.Add(300 * time.Millisecond)) {
+			t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
+		}
+	}
+	w.noOverlap()
+}
+
+// TestInvariant5KillNotLateBySlowGauge: a wedged node, a gauge that takes a
+// second to read: the kill at stopBy is not a second late.
+func TestInvariant5KillNotLateBySlowGauge(t *testing.T) {
+	w, a := pair(t)
+	stopBy := a.s.facts(w.clock.now()).stopBy
+	a.api.down, a.node.wedged, a.node.gaugeLag = true, true, 999*time.Millisecond
+	w.run(20 * time.Second)
+	if len(a.node.spans) == 0 || w.end(a.node.spans[0]).After(stopBy.Add(250*time.Millisecond)) {
+		t.Errorf("wedged node killed %s after stopBy; want at it", w.end(a.node.spans[0]).Sub(stopBy))
+	}
+	w.noOverlap()
+}
+
+// TestInvariant1NoEnableAfterASlowHeartbeat: the heartbeat written before
+// an enable took past enableBy: the enable does not go.
+func TestInvariant1NoEnableAfterASlowHeartbeat(t *testing.T) {
+	w, a := pair(t)
+	f := a.s.facts(w.clock.now())
+	in := a.s.forgeInput(w.clock.now(), f, "")
+	slow := a.s.hb.clock
+	a.s.hb.clock = func() time.Duration {
+		w.clock.setTo(in.enableBy()) // the write stalls until then
+		return slow()
+	}
+	hups := a.node.hups
+	if a.s.perform(context.Background(), w.clock.now(), f, in, actEnable, "") || a.node.hups != hups {
+		t.Error("an enable went out after a heartbeat write that ran past enableBy")
+	}
+}
+
+// TestSuccessorOfAStandbySendsNothing: a standby's sidecar restarts: its
+// predecessor's last heartbeat said the node was off, so the successor
+// takes it for off at once: no SIGHUP, no kill.
+func TestSuccessorOfAStandbySendsNothing(t *testing.T) {
+	w, _ := pair(t)
+	b := w.rep("bp-1")
+	w.run(3 * time.Second)
+	b.stopped = true
+	w.run(time.Second)
+	before := len(b.node.sent)
+	w.startSidecar(b)
+	w.run(200 * time.Millisecond)
+	if b.s.node.n.state != stateOff {
+		t.Errorf("its node's state %s at the successor's first look; want off", b.s.node.n.state)
+	}
+	w.run(20 * time.Second)
+	if got := b.node.delivered(before); got != "" {
+		t.Errorf("the restarted standby's sidecar sent %q to its node", got)
+	}
+}
+
+// TestSuccessorLeavesANewNodeAlone: the leader's sidecar hung, the
+// dead-man probe restarted the node, then the successor started: the node
+// is an incarnation its predecessor never enabled (its last heartbeat names
+// another), so it is off: not disabled, not killed again.
+func TestSuccessorLeavesANewNodeAlone(t *testing.T) {
+	w, a := pair(t)
+	a.stopped = true
+	w.runUntil(30*time.Second, "the probe's kill", func() bool { return a.node.probeKill > 0 && a.node.running })
+	before, kills := len(a.node.sent), a.node.kills
+	w.startSidecar(a)
+	w.run(20 * time.Second)
+	if got := a.node.delivered(before); got != "" || a.node.kills != kills {
+		t.Errorf("the successor signalled the restarted node: %q", got)
+	}
+	w.noOverlap()
+}
+
+// TestInvariant1NoStatusCallPastTheFence: the pass's facts said "leading",
+// then something stalled past the renew deadline before the status write:
+// the write does not go (the disable comes first, in the next pass).
+func TestInvariant1NoStatusCallPastTheFence(t *testing.T) {
+	w, a := pair(t)
+	f := a.s.facts(w.clock.now())
+	w.clock.setTo(f.fenceAt)
+	calls := 0
+	w.leaders.before = func(context.Context, string) error { calls++; return nil }
+	a.s.status.forget()
+	a.s.syncStatus(context.Background(), w.clock.now(), f, "")
+	if calls != 0 {
+		t.Errorf("%d status calls past the renew deadline", calls)
+	}
+}
+
+func readHeartbeat(t *testing.T, path string) heartbeatRecord {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	var rec heartbeatRecord
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil {
+		t.Fatalf("heartbeat %s: %v", path, err)
+	}
+	return rec
+}
+
+// TestInheritedPromise: a sidecar process that follows another in its pod,
+// not having renewed itself, promises the dead-man probe no more than its
+// predecessor did, and stops its node by that promise.
+func TestInheritedPromise(t *testing.T) {
+	w, a := pair(t)
+	a.stopped = true
+	w.run(time.Second)
+	promised := time.Duration(readHeartbeat(t, a.cfg.HeartbeatFile).UntilBoottimeNS)
+	a.api.down = true
+	w.startSidecar(a)
+	s, now := a.s, w.clock.now()
+	s.node.n = nodeState{presence: nodeUp, state: stateOn, proc: a.node.proc()}
+	if v := s.heartbeatValidity(now, s.facts(now)); w.boottime()+v > promised {
+		t.Errorf("the successor promises %s beyond its predecessor", w.boottime()+v-promised)
+	}
+	if f := s.facts(now); f.stopBy.IsZero() || now.Add(promised-w.boottime()-killMargin).Before(f.stopBy) {
+		t.Errorf("the successor's stopBy %v; want by the inherited promise less killMargin", f.stopBy)
+	}
 }

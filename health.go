@@ -289,6 +289,8 @@ type heartbeatRecord struct {
 	UntilBoottimeNS int64    `json:"until_boottime_ns"`
 	Boot            bool     `json:"boot,omitempty"`    // written by init: no sidecar pass yet
 	Forging         bool     `json:"forging,omitempty"` // the node may be forging
+	NodePID         int      `json:"node_pid,omitempty"`
+	NodeStart       uint64   `json:"node_start,omitempty"` // the incarnation it speaks for
 	Files           []string `json:"files"`
 	Pod             string   `json:"pod"`
 	PID             int      `json:"pid"`
@@ -300,11 +302,11 @@ func boottime() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// write records that credentials may stay, and the node forge, for `valid`
-// from now. Not fsynced: it matters only while the machine runs.
-func (h heartbeat) write(valid time.Duration, mayForge bool) error {
+// write records that credentials may stay, and the node incarnation forge,
+// for `valid` from now. Not fsynced: it matters only while the machine runs.
+func (h heartbeat) write(valid time.Duration, mayForge bool, node nodeProc) error {
 	b, _ := json.Marshal(heartbeatRecord{UntilBoottimeNS: int64(h.clock() + valid), Forging: mayForge,
-		Files: h.files, Pod: h.pod, PID: os.Getpid()})
+		NodePID: node.PID, NodeStart: node.Start, Files: h.files, Pod: h.pod, PID: os.Getpid()})
 	tmp := filepath.Join(filepath.Dir(h.path), "."+filepath.Base(h.path)+".tmp")
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return err
@@ -353,22 +355,33 @@ func (s *sidecar) validity(now time.Time, f leadership) time.Duration {
 
 // inheritance is the last heartbeat of a previous sidecar process in this
 // pod (a container restart): when that process last renewed is unknown, so
-// its promise stands until this one has renewed or seen the node off.
+// its promise stands until this one has renewed or seen the node off. It
+// also says which node incarnation that process may have enabled: every
+// enable is preceded by a heartbeat naming its node as forging.
 type inheritance struct {
-	active bool
-	until  time.Duration // CLOCK_BOOTTIME
+	active  bool
+	until   time.Duration // CLOCK_BOOTTIME
+	node    nodeProc      // zero: unknown (a missing or unreadable record)
+	forging bool
 }
 
 // inheritFrom reads the heartbeat left at path. init's boot record leaves
 // nothing: no sidecar ran, so no node was told to forge. One missing or
-// unreadable promised nothing that still holds.
+// unreadable promised nothing that still holds, and any node may be forging.
 func inheritFrom(path string) inheritance {
 	b, err := os.ReadFile(path)
 	var rec heartbeatRecord
 	if err == nil && json.Unmarshal(b, &rec) == nil {
-		return inheritance{active: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS)}
+		return inheritance{active: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS),
+			node: nodeProc{rec.NodePID, rec.NodeStart}, forging: rec.Forging}
 	}
-	return inheritance{active: true}
+	return inheritance{active: true, forging: true}
+}
+
+// mayHaveEnabled tells whether the previous sidecar process may have
+// enabled incarnation p: it did not say so in its last heartbeat otherwise.
+func (in inheritance) mayHaveEnabled(p nodeProc) bool {
+	return in.active && in.forging && (in.node == nodeProc{} || in.node == p)
 }
 
 // runDeadman is the livenessProbe of the node container.
@@ -405,7 +418,7 @@ func deadman(path string, fallback []string, now time.Duration) (string, error) 
 		return "", fmt.Errorf("dead-man: credentials present and heartbeat %s unreadable", path)
 	case rec.Boot:
 		return "ok: credentials in place for the node's boot; no sidecar pass yet", nil
-	case left < 0:
+	case left <= 0: // a validity of 0 has run out at once
 		return "", fmt.Errorf("dead-man: the sidecar's heartbeat ran out %s ago with credentials present or the node forging: restart the node so it comes back non-producing", (-left).Round(time.Millisecond))
 	}
 	return "ok: heartbeat current", nil

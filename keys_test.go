@@ -276,11 +276,11 @@ func TestDeadmanFailsClosed(t *testing.T) {
 				c, _ := loadConfig(e.lookup, "init")
 				os.WriteFile(e["HEARTBEAT_FILE"], bootHeartbeat(c), 0o644)
 			case "valid":
-				hb.write(10*time.Second, true)
+				hb.write(10*time.Second, true, nodeProc{})
 			case "expired":
-				hb.write(-time.Millisecond, false)
+				hb.write(-time.Millisecond, false, nodeProc{})
 			case "expired-forging":
-				hb.write(-time.Millisecond, true)
+				hb.write(-time.Millisecond, true, nodeProc{})
 			case "garbage":
 				os.WriteFile(e["HEARTBEAT_FILE"], []byte("{"), 0o644)
 			}

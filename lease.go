@@ -125,6 +125,11 @@ func timingProblems(t timing, p deadmanProbe) []string {
 	if t.api > t.renew/2 {
 		add(`API_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, t.api, t.renew)
 	}
+	// A handover waits for it (disable, confirm, then release, inside the
+	// pod's termination grace), and so does a node whose state is unknown.
+	if t.confirm > t.renew/2 {
+		add(`SIGHUP_CONFIRM_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, t.confirm, t.renew)
+	}
 	if b := p.budget(); b+killMargin > t.lease-t.renew {
 		add(`the dead-man probe kills the node up to %s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="%s" x DEADMAN_PROBE_FAILURE_THRESHOLD="%d" + DEADMAN_PROBE_TIMEOUT="%s" + DEADMAN_PROBE_GRACE="%s"); with %s margin that must fit in LEASE_DURATION - RENEW_DEADLINE = %s`,
 			b, p.period, p.threshold, p.timeout, p.grace, killMargin, t.lease-t.renew)
@@ -176,8 +181,7 @@ type elector struct {
 	holding    bool                  // the Lease as last seen names us, by our own write
 	renewedAt  time.Time             // start of our last successful write as holder; zero if none
 	// urgent is set when another replica may take the Lease sooner than the
-	// renew arithmetic says: it passed to someone else, or it names this pod
-	// from before this process started (renew time unknown).
+	// renew arithmetic says: it passed to someone else.
 	urgent      time.Time
 	recreatedAt time.Time        // rule 2's exception, last used
 	maxSeen     map[string]int32 // rule 6: highest transitions seen per Lease UID...
@@ -393,11 +397,11 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 	uid, tr := string(l.UID), derefInt(l.Spec.LeaseTransitions)
 	e.maxSeen[uid] = max(e.maxSeen[uid], tr)
 	e.maxAny, e.seenAny = max(e.maxAny, tr), true
-	switch {
-	case r.holder != e.identity && e.holding:
-		e.holding, e.urgent = false, t // someone else's now: they may forge at once
-	case r.holder == e.identity && !e.holding && e.renewedAt.IsZero() && e.urgent.IsZero():
-		e.urgent = t // ours from an earlier process: when it renewed is unknown
+	if r.holder != e.identity && e.holding {
+		// Someone else's now: they may forge at once. (A record naming us
+		// from an earlier sidecar process is bounded by that process's
+		// heartbeat, which its successor inherits: forge.go.)
+		e.holding, e.urgent = false, t
 	}
 }
 

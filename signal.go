@@ -302,7 +302,8 @@ type nodeTracker struct {
 
 	n                           nodeState
 	find, gauge, signals, waits trouble
-	unsure                      time.Time // nodeState.unsure of a node found running
+	unsure                      time.Time    // nodeState.unsure of a node found running
+	prev                        *inheritance // the previous sidecar process's last word, if any
 }
 
 func newNodeTracker(host nodeAccess, name string, confirm, socketWait time.Duration, confirmable bool, log *slog.Logger, m *metricSet) *nodeTracker {
@@ -381,11 +382,13 @@ func (t *nodeTracker) unsignalled(cands []nodeProc) forgeState {
 func (t *nodeTracker) found(p nodeProc, now time.Time) {
 	fresh := p.Start >= t.host.started()
 	t.n = nodeState{proc: p, presence: nodeBooting, fresh: fresh, seenAt: now, state: stateUnknown}
-	if !fresh {
-		t.n.unsure = t.unsure
-	}
-	if fresh {
+	switch {
+	case fresh:
 		t.n.state = stateOff // the kubelet started it non-producing; nobody signalled it yet
+	case t.prev != nil && !t.prev.mayHaveEnabled(p):
+		t.n.state = stateOff // the previous sidecar process never enabled it
+	case t.prev != nil:
+		t.n.unsure = t.unsure // its last signal may still be in flight
 	}
 	t.log.Info("node process found", "pid", p.PID, "started_after_sidecar", fresh)
 }

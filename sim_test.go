@@ -72,12 +72,14 @@ type simNode struct {
 	killErr   error                     // SIGKILL fails with this
 	extras    []nodeProc                // other processes with the node's name
 	procErr   error                     // /proc cannot be read
+	noSocket  bool                      // its socket does not answer
 	hidden    bool                      // not in our PID namespace; its socket answers
 	onSignal  func(unix.Signal)         // called with every signal delivered
 	gaugeLag  time.Duration             // each gauge read takes this long
 	slowOn    time.Duration             // if set, a SIGHUP that enables takes this long
 
 	restartAt time.Time
+	dieAt     time.Time     // the kubelet's SIGKILL after the probe's grace
 	delay     time.Duration // the kubelet's restart delay
 	kills     int           // SIGKILLs from the sidecar
 	probeKill int           // kills by the dead-man probe
@@ -120,6 +122,9 @@ func (n *simNode) advance() {
 			n.setForging(*h.result, h.at)
 		}
 	}
+	if n.running && !n.dieAt.IsZero() && !now.Before(n.dieAt) {
+		n.die(n.dieAt)
+	}
 	if !n.running && !n.restartAt.IsZero() && !now.Before(n.restartAt) {
 		n.restartAt = time.Time{}
 		n.boot()
@@ -140,7 +145,7 @@ func (n *simNode) setForging(on bool, at time.Time) {
 
 func (n *simNode) die(at time.Time) {
 	n.setForging(false, at)
-	n.running, n.pending, n.restartAt = false, nil, at.Add(n.delay)
+	n.running, n.pending, n.restartAt, n.dieAt = false, nil, at.Add(n.delay), time.Time{}
 }
 
 func (n *simNode) proc() nodeProc { return nodeProc{n.pid, n.start} }
@@ -223,11 +228,13 @@ func (n *simNode) readFiles() *bool {
 
 func (n *simNode) socketAnswers() bool {
 	n.advance()
-	return n.running && !n.clock.now().Before(n.upAt)
+	return n.running && !n.noSocket && !n.clock.now().Before(n.upAt)
 }
 
 func (n *simNode) forging(ctx context.Context) (bool, error) {
-	n.clock.advance(n.gaugeLag)
+	if err := slowCall(ctx, n.clock, n.gaugeLag); err != nil {
+		return false, err
+	}
 	n.advance()
 	switch {
 	case n.gaugeErr != nil:
@@ -249,7 +256,8 @@ type flakyLeases struct {
 	m      *memLeases
 	clock  *fakeClock
 	down   bool
-	refuse error // every call fails at once with this (an API server answering 503)
+	refuse error         // every call fails at once with this (an API server answering 503)
+	lag    time.Duration // every write takes this long
 	check  func(ctx context.Context, op string)
 	// lose makes the next call of that op land on the server with its
 	// answer lost: the caller times out.
@@ -291,6 +299,7 @@ func (f *flakyLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coo
 	if err := f.through(ctx, "update"); err != nil {
 		return nil, err
 	}
+	f.clock.advance(f.lag)
 	got, err := f.m.update(ctx, l)
 	if f.after != nil {
 		f.after("update")
@@ -309,9 +318,15 @@ func (f *flakyLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coo
 type memLeaders struct {
 	obj     *leaderObject
 	patches []leaderStatus
+	before  func(ctx context.Context, op string) error // runs first in every call
 }
 
 func (m *memLeaders) get(ctx context.Context) (*leaderObject, error) {
+	if m.before != nil {
+		if err := m.before(ctx, "get"); err != nil {
+			return nil, err
+		}
+	}
 	if m.obj == nil {
 		return nil, apierrors.NewNotFound(schema.GroupResource{Group: "cardano.io", Resource: "cardanoleaders"}, "cardano-leader")
 	}
@@ -325,9 +340,25 @@ func (m *memLeaders) create(ctx context.Context) (*leaderObject, error) {
 }
 
 func (m *memLeaders) patchStatus(ctx context.Context, st leaderStatus) (*leaderObject, error) {
+	if m.before != nil {
+		if err := m.before(ctx, "patch"); err != nil {
+			return nil, err
+		}
+	}
 	m.patches = append(m.patches, st)
 	m.obj.Status = st
 	return m.get(ctx)
+}
+
+// slowCall advances the clock by d, or to ctx's deadline if that comes
+// first, and then fails as a cut request does.
+func slowCall(ctx context.Context, c *fakeClock, d time.Duration) error {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		c.advance(max(time.Until(dl), 0))
+		return context.DeadlineExceeded
+	}
+	c.advance(d)
+	return nil
 }
 
 // replica is one simulated pod: sidecar, node, kubelet and probe.
@@ -456,7 +487,7 @@ func (w *world) probe(r *replica) {
 	p := r.cfg.Probe
 	r.probeAt = w.clock.now().Add(p.period)
 	r.node.advance()
-	if !r.node.running {
+	if !r.node.running || !r.node.dieAt.IsZero() {
 		return
 	}
 	if _, err := deadman(r.cfg.HeartbeatFile, targets(credentials(r.cfg)), w.boottime()); err == nil {
@@ -468,7 +499,7 @@ func (w *world) probe(r *replica) {
 	}
 	r.fails = 0
 	r.node.probeKill++
-	r.node.die(w.clock.now().Add(p.timeout + p.grace)) // the worst case: it forges until then
+	r.node.dieAt = w.clock.now().Add(p.timeout + p.grace) // the worst case: it runs, and forges, until then
 }
 
 // runUntil runs the world in steps of 10 ms until cond holds.
