@@ -529,7 +529,7 @@ func TestInvariant7LostReleaseReply(t *testing.T) {
 	vrf, _ := os.ReadFile(a.cfg.SourceVRF)
 	a.api.after = func(string) {
 		if w.leases.holder() == "" { // the release landed: bp-0 is healthy again at once
-			os.WriteFile(a.cfg.SourceVRF, vrf, 0o400)
+			putSecret(t, a.cfg.SourceVRF, vrf)
 			a.api.after = nil
 		}
 	}
@@ -564,7 +564,7 @@ func TestInvariant5NewKeysThenStepDown(t *testing.T) {
 			os.Remove(a.cfg.SourceVRF) // and the Secret breaks right after
 		}
 	}
-	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
 	w.run(30 * time.Second)
 	w.noOverlap()
 	if a.node.on {
@@ -793,7 +793,7 @@ func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
 			a.api.refuse, a.api.down = nil, true // the successor's disable is out; from now on calls hang
 		}
 	}
-	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
 	w.runUntil(10*time.Second, "the reload", func() bool { return a.stopped })
 	w.run(300 * time.Millisecond)
 	w.startSidecar(a)
@@ -813,7 +813,7 @@ func TestInvariant1NoEnableCloseToTheDeadline(t *testing.T) {
 	a.api.refuse = apierrors.NewServiceUnavailable("busy")
 	a.node.slowOn = 3 * time.Second
 	w.runUntil(10*time.Second, "8 s after the renew", func() bool { return !w.clock.now().Before(fence.Add(-2 * time.Second)) })
-	os.WriteFile(a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"), 0o400)
+	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
 	w.run(20 * time.Second)
 	for _, sp := range a.node.spans {
 		if end := w.end(sp); end.After(fence.Add(200 * time.Millisecond)) {

@@ -107,7 +107,7 @@ func TestInitRejectsBadSources(t *testing.T) {
 	t.Run("kes in vrf names both variables", func(t *testing.T) {
 		dir := t.TempDir()
 		e := keyEnv(t, dir)
-		os.WriteFile(filepath.Join(dir, "secrets", "vrf.skey"), envelope("KesSigningKey_ed25519_kes_2^6", "secret"), 0o400)
+		putSecret(t, filepath.Join(dir, "secrets", "vrf.skey"), envelope("KesSigningKey_ed25519_kes_2^6", "secret"))
 		_, err := runCmd(t, e, "init")
 		if err == nil || !strings.Contains(err.Error(), "SOURCE_VRF_KEY") || !strings.Contains(err.Error(), "SOURCE_KES_KEY") {
 			t.Errorf("got %v; want both SOURCE_VRF_KEY and SOURCE_KES_KEY named", err)

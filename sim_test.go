@@ -671,6 +671,16 @@ func keyEnv(t *testing.T, dir string) env {
 	}
 }
 
+// putSecret replaces a source file as a Secret update would (a new file,
+// read-only): writing over a 0400 file works only as root.
+func putSecret(t testing.TB, path string, data []byte) {
+	t.Helper()
+	os.Remove(path)
+	if err := os.WriteFile(path, data, 0o400); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // envelope is a cardano text envelope like the real key files; the bytes
 // are fake, and the tests look for them in logs and metrics.
 func envelope(typ, secret string) []byte {
