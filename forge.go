@@ -114,6 +114,7 @@ type forgeInput struct {
 	fenceAt      time.Time     // leadership.fenceAt
 	lastRead     reading       // the gauge at the last look
 	unsure       time.Time     // nodeState.unsure
+	inherited    bool          // a successor bound by its predecessor's promise, not yet renewed
 }
 
 // decide is the forging state machine: one action for the node's state,
@@ -180,6 +181,11 @@ func (in forgeInput) enableBy() time.Time {
 
 func decideOff(in forgeInput) action {
 	switch {
+	case in.inherited && in.state != stateOff && in.now.Before(in.stopBy.Add(-in.confirm-disableWindow)):
+		// A successor whose predecessor may have led: it keeps trying to
+		// renew, leaving the node as it is, while the inherited promise
+		// leaves time to disable and confirm after.
+		return actNone
 	case in.files != filesAbsent && !in.unlinkFailed:
 		return actRemove // first the files: a SIGHUP with them present enables
 	case in.state == stateOff:
@@ -502,8 +508,16 @@ func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.
 	now, n := s.now(), &s.node.n
 	f := s.facts(now)
 	d := f.stopBy
-	if n.state == stateDisabling && (d.IsZero() || n.sent.Add(s.cfg.ConfirmTimeout).Before(d)) {
-		d = n.sent.Add(s.cfg.ConfirmTimeout)
+	earlier := func(t time.Time) {
+		if d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	if n.state == stateDisabling {
+		earlier(n.sent.Add(s.cfg.ConfirmTimeout))
+	}
+	if f.held {
+		earlier(f.fenceAt) // past the renew deadline, the disable comes first
 	}
 	if d.IsZero() || !n.mayForge() {
 		return context.WithCancel(ctx)
@@ -520,10 +534,14 @@ func (s *sidecar) facts(now time.Time) leadership {
 		s.inherit.active = false
 	}
 	if s.inherit.active {
-		by := now.Add(s.inherit.until - s.hb.clock() - killMargin)
+		// The promise is the predecessor's renew deadline at the latest
+		// (or its own stopBy less the probe's budget), so with the budget
+		// added it is still no later than its real stopBy.
+		by := now.Add(s.inherit.until - s.hb.clock() + s.cfg.Probe.budget())
 		if f.stopBy.IsZero() || by.Before(f.stopBy) {
 			f.stopBy = by
 		}
+		f.inherited = true
 	}
 	return f
 }
@@ -554,7 +572,7 @@ func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
 		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy, fenceAt: f.fenceAt,
-		lastRead: n.lastRead, unsure: n.unsure,
+		lastRead: n.lastRead, unsure: n.unsure, inherited: f.inherited,
 	}
 	if s.producer {
 		in.files = inspect(s.creds, s.sources)

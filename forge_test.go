@@ -863,29 +863,51 @@ func TestSlowRenewsStillForge(t *testing.T) {
 	w.noOverlap()
 }
 
-// TestSuccessorRidesOutOneFailedRenew: the leader's sidecar restarts and
-// its successor's first renew is refused: its node keeps forging under the
-// promise it inherited, and the next renew keeps the lead. No kill.
+// TestSuccessorRidesOutOneFailedRenew: the leader's sidecar restarts, soon
+// or 4.5 s after its last renew, and its successor's first renew is
+// refused: the node forges on under the promise it inherited, the next
+// renew keeps the lead. No pause, no kill, no failover.
 func TestSuccessorRidesOutOneFailedRenew(t *testing.T) {
+	for _, after := range []time.Duration{500 * time.Millisecond, 4500 * time.Millisecond} {
+		t.Run(fmt.Sprint("restarted after ", after), func(t *testing.T) {
+			w, a := pair(t)
+			last := a.s.el.renewedAt
+			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+			a.stopped = true
+			w.run(after)
+			refused := false
+			a.api.check = func(ctx context.Context, op string) {
+				if op == "update" && !refused {
+					refused = true
+					a.api.refuse = apierrors.NewServiceUnavailable("busy")
+				} else {
+					a.api.refuse = nil
+				}
+			}
+			w.startSidecar(a)
+			w.run(20 * time.Second)
+			if !refused || len(a.node.spans) != 1 || a.node.kills+a.node.probeKill != 0 {
+				t.Errorf("renew refused %v; forging spans %d, kills %d, probe kills %d: want one span, no kill",
+					refused, len(a.node.spans), a.node.kills, a.node.probeKill)
+			}
+			w.onlyForger("bp-0")
+			w.noOverlap()
+		})
+	}
+}
+
+// TestInvariant1FenceNotLateBySlowGauge: a leader cut off from the API,
+// its node's gauge a second slow to read: the look at the node is cut at
+// the renew deadline, so the disable is not a second late.
+func TestInvariant1FenceNotLateBySlowGauge(t *testing.T) {
 	w, a := pair(t)
-	a.stopped = true
-	w.run(500 * time.Millisecond)
-	refused := false
-	a.api.check = func(ctx context.Context, op string) {
-		if op == "update" && !refused {
-			refused = true
-			a.api.refuse = apierrors.NewServiceUnavailable("busy")
-		} else {
-			a.api.refuse = nil
-		}
-	}
-	w.startSidecar(a)
+	fence := a.s.facts(w.clock.now()).fenceAt
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	a.node.gaugeLag = 999 * time.Millisecond
 	w.run(20 * time.Second)
-	if !refused || a.node.kills+a.node.probeKill != 0 {
-		t.Errorf("renew refused %v; kills %d, probe kills %d: want the node kept", refused, a.node.kills, a.node.probeKill)
+	if end := w.end(a.node.spans[0]); end.After(fence.Add(250 * time.Millisecond)) {
+		t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
 	}
-	w.onlyForger("bp-0")
-	w.noOverlap()
 }
 
 // TestInvariant1FenceNotLateAfterASlowStatusCall: renews are refused and
@@ -1021,7 +1043,24 @@ func TestInheritedPromise(t *testing.T) {
 	if v := s.heartbeatValidity(now, s.facts(now)); w.boottime()+v > promised {
 		t.Errorf("the successor promises %s beyond its predecessor", w.boottime()+v-promised)
 	}
-	if f := s.facts(now); f.stopBy.IsZero() || now.Add(promised-w.boottime()-killMargin).Before(f.stopBy) {
-		t.Errorf("the successor's stopBy %v; want by the inherited promise less killMargin", f.stopBy)
+	if f := s.facts(now); f.stopBy.IsZero() || now.Add(promised-w.boottime()+a.cfg.Probe.budget()).Before(f.stopBy) {
+		t.Errorf("the successor's stopBy %v; want by the inherited promise plus the probe's budget", f.stopBy)
+	}
+}
+
+// TestInheritanceNamesTheNode: what the previous process said of its node
+// stands even once its promise no longer bounds this one; a record of an
+// older version, which says nothing, counts as "may have enabled".
+func TestInheritanceNamesTheNode(t *testing.T) {
+	p := nodeProc{PID: 7, Start: 500}
+	said := inheritance{known: true, forging: true, node: p}
+	if !said.mayHaveEnabled(p) || said.mayHaveEnabled(nodeProc{PID: 8, Start: 600}) {
+		t.Error("the previous record's node is not the one it may have enabled")
+	}
+	dir := t.TempDir()
+	old := filepath.Join(dir, "hb")
+	os.WriteFile(old, []byte(`{"until_boottime_ns": 1, "pod": "bp-0", "pid": 9}`), 0o644)
+	if in := inheritFrom(old); !in.mayHaveEnabled(p) {
+		t.Errorf("a record without files or forging (an older version) %+v; want: may have enabled", in)
 	}
 }

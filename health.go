@@ -332,15 +332,11 @@ func bootHeartbeat(c *config) []byte {
 //     before another replica may take over;
 //   - anyone else: a lease duration (their keys are there only while the
 //     node boots).
+//
+// A successor process not yet renewed has its predecessor's promise plus the
+// probe's budget as stopBy (forge.go facts), so it promises exactly what its
+// predecessor did.
 func (s *sidecar) heartbeatValidity(now time.Time, f leadership) time.Duration {
-	v := s.validity(now, f)
-	if s.inherit.active { // never beyond what the previous process promised
-		v = min(v, s.inherit.until-s.hb.clock())
-	}
-	return v
-}
-
-func (s *sidecar) validity(now time.Time, f leadership) time.Duration {
 	n := &s.node.n
 	switch {
 	case n.mayForge() && n.presence != nodeBooting && (n.presence == nodeAmbiguous || n.signalErr != nil):
@@ -359,8 +355,9 @@ func (s *sidecar) validity(now time.Time, f leadership) time.Duration {
 // also says which node incarnation that process may have enabled: every
 // enable is preceded by a heartbeat naming its node as forging.
 type inheritance struct {
-	active  bool
+	active  bool          // the promise still bounds this process
 	until   time.Duration // CLOCK_BOOTTIME
+	known   bool          // a previous sidecar process left a record
 	node    nodeProc      // zero: unknown (a missing or unreadable record)
 	forging bool
 }
@@ -372,16 +369,18 @@ func inheritFrom(path string) inheritance {
 	b, err := os.ReadFile(path)
 	var rec heartbeatRecord
 	if err == nil && json.Unmarshal(b, &rec) == nil {
-		return inheritance{active: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS),
-			node: nodeProc{rec.NodePID, rec.NodeStart}, forging: rec.Forging}
+		return inheritance{active: !rec.Boot, known: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS),
+			node:    nodeProc{rec.NodePID, rec.NodeStart},
+			forging: rec.Forging || len(rec.Files) == 0} // a record of an older version says nothing: forging
 	}
-	return inheritance{active: true, forging: true}
+	return inheritance{active: true, known: true, forging: true}
 }
 
 // mayHaveEnabled tells whether the previous sidecar process may have
 // enabled incarnation p: it did not say so in its last heartbeat otherwise.
+// It holds whether or not the promise still bounds this process.
 func (in inheritance) mayHaveEnabled(p nodeProc) bool {
-	return in.active && in.forging && (in.node == nodeProc{} || in.node == p)
+	return in.known && in.forging && (in.node == nodeProc{} || in.node == p)
 }
 
 // runDeadman is the livenessProbe of the node container.

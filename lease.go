@@ -165,6 +165,9 @@ type leadership struct {
 	stopBy time.Time
 	epoch  epoch
 	holder string
+	// inherited: stopBy comes from the heartbeat of a previous sidecar
+	// process of this pod, which this one has not renewed since (forge.go).
+	inherited bool
 }
 
 // elector runs the election for one identity. It is used from one goroutine.
