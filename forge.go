@@ -534,12 +534,15 @@ func (s *sidecar) facts(now time.Time) leadership {
 		s.inherit.active = false
 	}
 	if s.inherit.active {
-		// The promise is the predecessor's renew deadline at the latest
-		// (or its own stopBy less the probe's budget), so with the budget
-		// added it is still no later than its real stopBy.
-		by := now.Add(s.inherit.until - s.hb.clock() + s.cfg.Probe.budget())
-		if f.stopBy.IsZero() || by.Before(f.stopBy) {
-			f.stopBy = by
+		// The predecessor's own stopBy; one that named none never held the
+		// Lease, and its promise plus the probe's budget bounds the node. A
+		// missing record promised nothing: stopBy now.
+		by := s.inherit.until + s.cfg.Probe.budget()
+		if s.inherit.stopBy != 0 {
+			by = s.inherit.stopBy
+		}
+		if at := now.Add(by - s.hb.clock()); f.stopBy.IsZero() || at.Before(f.stopBy) {
+			f.stopBy = at
 		}
 		f.inherited = true
 	}
@@ -739,7 +742,10 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 // writeHeartbeat tells the dead-man probe how long it may leave the node
 // alone, counted from the moment of writing.
 func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
-	err := s.hb.write(s.heartbeatValidity(s.now(), f), mayForge, s.node.n.proc)
+	now := s.now()
+	b := beat{valid: s.heartbeatValidity(now, f), mayForge: mayForge, node: s.node.n.proc,
+		stop: !f.stopBy.IsZero(), stopIn: f.stopBy.Sub(now)}
+	err := s.hb.write(b)
 	s.heartbeatTrouble.set(s.log, err)
 	return err == nil
 }

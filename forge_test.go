@@ -1048,6 +1048,24 @@ func TestInheritedPromise(t *testing.T) {
 	}
 }
 
+// TestInheritedStopBy: a successor takes its predecessor's stopBy as it
+// was written, also one already passed (the predecessor had seen its Lease
+// taken: another replica may forge now), not its heartbeat plus a margin.
+func TestInheritedStopBy(t *testing.T) {
+	w, a := pair(t)
+	now := w.clock.now()
+	hb := heartbeat{path: a.cfg.HeartbeatFile, files: targets(credentials(a.cfg)), clock: w.boottime}
+	if err := hb.write(beat{valid: 0, stop: true, stopIn: -time.Second, mayForge: true, node: a.node.proc()}); err != nil {
+		t.Fatal(err)
+	}
+	a.stopped = true
+	w.startSidecar(a)
+	a.s.node.n = nodeState{presence: nodeUp, state: stateOn, proc: a.node.proc()}
+	if f := a.s.facts(now); !f.stopBy.Equal(now.Add(-time.Second)) {
+		t.Errorf("the successor's stopBy is %s from now; want the predecessor's, a second ago", f.stopBy.Sub(now))
+	}
+}
+
 // TestInheritanceNamesTheNode: what the previous process said of its node
 // stands even once its promise no longer bounds this one; a record of an
 // older version, which says nothing, counts as "may have enabled".

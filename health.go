@@ -286,14 +286,17 @@ type heartbeat struct {
 }
 
 type heartbeatRecord struct {
-	UntilBoottimeNS int64    `json:"until_boottime_ns"`
-	Boot            bool     `json:"boot,omitempty"`    // written by init: no sidecar pass yet
-	Forging         bool     `json:"forging,omitempty"` // the node may be forging
-	NodePID         int      `json:"node_pid,omitempty"`
-	NodeStart       uint64   `json:"node_start,omitempty"` // the incarnation it speaks for
-	Files           []string `json:"files"`
-	Pod             string   `json:"pod"`
-	PID             int      `json:"pid"`
+	UntilBoottimeNS int64  `json:"until_boottime_ns"`
+	Boot            bool   `json:"boot,omitempty"`    // written by init: no sidecar pass yet
+	Forging         bool   `json:"forging,omitempty"` // the node may be forging
+	NodePID         int    `json:"node_pid,omitempty"`
+	NodeStart       uint64 `json:"node_start,omitempty"` // the incarnation it speaks for
+	// StopByBoottimeNS is the writer's stopBy: the latest its node may
+	// forge, for a successor (0: none, the pod never held the Lease).
+	StopByBoottimeNS int64    `json:"stop_by_boottime_ns,omitempty"`
+	Files            []string `json:"files"`
+	Pod              string   `json:"pod"`
+	PID              int      `json:"pid"`
 }
 
 func boottime() time.Duration {
@@ -302,13 +305,27 @@ func boottime() time.Duration {
 	return time.Duration(ts.Nano())
 }
 
-// write records that credentials may stay, and the node incarnation forge,
-// for `valid` from now. Not fsynced: it matters only while the machine runs.
-func (h heartbeat) write(valid time.Duration, mayForge bool, node nodeProc) error {
-	b, _ := json.Marshal(heartbeatRecord{UntilBoottimeNS: int64(h.clock() + valid), Forging: mayForge,
-		NodePID: node.PID, NodeStart: node.Start, Files: h.files, Pod: h.pod, PID: os.Getpid()})
+// beat is one heartbeat: for how long from now credentials may stay and the
+// node forge, whether it may, which incarnation, and, when there is one, how
+// long until stopBy (negative: passed).
+type beat struct {
+	valid, stopIn time.Duration
+	stop          bool
+	mayForge      bool
+	node          nodeProc
+}
+
+// write records a beat. Not fsynced: it matters only while the machine runs.
+func (h heartbeat) write(b beat) error {
+	now := h.clock()
+	rec := heartbeatRecord{UntilBoottimeNS: int64(now + b.valid), Forging: b.mayForge,
+		NodePID: b.node.PID, NodeStart: b.node.Start, Files: h.files, Pod: h.pod, PID: os.Getpid()}
+	if b.stop {
+		rec.StopByBoottimeNS = int64(now + b.stopIn)
+	}
+	data, _ := json.Marshal(rec)
 	tmp := filepath.Join(filepath.Dir(h.path), "."+filepath.Base(h.path)+".tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, h.path)
@@ -333,9 +350,8 @@ func bootHeartbeat(c *config) []byte {
 //   - anyone else: a lease duration (their keys are there only while the
 //     node boots).
 //
-// A successor process not yet renewed has its predecessor's promise plus the
-// probe's budget as stopBy (forge.go facts), so it promises exactly what its
-// predecessor did.
+// A successor process not yet renewed has its predecessor's stopBy (forge.go
+// facts), so it promises what its predecessor did.
 func (s *sidecar) heartbeatValidity(now time.Time, f leadership) time.Duration {
 	n := &s.node.n
 	switch {
@@ -357,6 +373,7 @@ func (s *sidecar) heartbeatValidity(now time.Time, f leadership) time.Duration {
 type inheritance struct {
 	active  bool          // the promise still bounds this process
 	until   time.Duration // CLOCK_BOOTTIME
+	stopBy  time.Duration // CLOCK_BOOTTIME; 0: the record named none
 	known   bool          // a previous sidecar process left a record
 	node    nodeProc      // zero: unknown (a missing or unreadable record)
 	forging bool
@@ -370,6 +387,7 @@ func inheritFrom(path string) inheritance {
 	var rec heartbeatRecord
 	if err == nil && json.Unmarshal(b, &rec) == nil {
 		return inheritance{active: !rec.Boot, known: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS),
+			stopBy:  time.Duration(rec.StopByBoottimeNS),
 			node:    nodeProc{rec.NodePID, rec.NodeStart},
 			forging: rec.Forging || len(rec.Files) == 0} // a record of an older version says nothing: forging
 	}

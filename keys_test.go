@@ -276,11 +276,11 @@ func TestDeadmanFailsClosed(t *testing.T) {
 				c, _ := loadConfig(e.lookup, "init")
 				os.WriteFile(e["HEARTBEAT_FILE"], bootHeartbeat(c), 0o644)
 			case "valid":
-				hb.write(10*time.Second, true, nodeProc{})
+				hb.write(beat{valid: 10 * time.Second, mayForge: true})
 			case "expired":
-				hb.write(-time.Millisecond, false, nodeProc{})
+				hb.write(beat{valid: -time.Millisecond})
 			case "expired-forging":
-				hb.write(-time.Millisecond, true, nodeProc{})
+				hb.write(beat{valid: -time.Millisecond, mayForge: true})
 			case "garbage":
 				os.WriteFile(e["HEARTBEAT_FILE"], []byte("{"), 0o644)
 			}

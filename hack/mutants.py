@@ -190,8 +190,8 @@ muts = [
  ("a successor disables before its first renew could succeed", "forge.go",
   "	case in.inherited && in.state != stateOff && in.now.Before(in.stopBy.Add(-in.confirm-disableWindow)):", "	case false:",
   "TestSuccessorRidesOutOneFailedRenew"),
- ("a successor's stopBy a margin short of the promise", "forge.go",
-  "		by := now.Add(s.inherit.until - s.hb.clock() + s.cfg.Probe.budget())", "		by := now.Add(s.inherit.until - s.hb.clock() - killMargin)",
+ ("a successor's stopBy a margin short of its predecessor's", "forge.go",
+  "			by = s.inherit.stopBy\n", "			by = s.inherit.stopBy - 6*time.Second\n",
   "TestSuccessorRidesOutOneFailedRenew"),
  ("what the predecessor said of its node forgotten with its promise", "health.go",
   "	return in.known && in.forging && (in.node == nodeProc{} || in.node == p)", "	return in.active && in.forging && (in.node == nodeProc{} || in.node == p)",
@@ -202,6 +202,9 @@ muts = [
  ("the look at the node not cut at the renew deadline", "forge.go",
   "	if f.held {\n		earlier(f.fenceAt)", "	if false {\n		earlier(f.fenceAt)",
   "TestInvariant1FenceNotLateBySlowGauge"),
+ ("a successor's stopBy from its predecessor's promise, not its stopBy", "forge.go",
+  "		if s.inherit.stopBy != 0 {\n			by = s.inherit.stopBy\n		}", "",
+  "TestInheritedStopBy"),
 ]
 
 def main(only):
