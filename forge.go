@@ -114,7 +114,7 @@ type forgeInput struct {
 	fenceAt      time.Time     // leadership.fenceAt
 	lastRead     reading       // the gauge at the last look
 	unsure       time.Time     // nodeState.unsure
-	inherited    bool          // a successor bound by its predecessor's promise, not yet renewed
+	holdUntil    time.Time     // leadership.holdUntil
 }
 
 // decide is the forging state machine: one action for the node's state,
@@ -181,10 +181,10 @@ func (in forgeInput) enableBy() time.Time {
 
 func decideOff(in forgeInput) action {
 	switch {
-	case in.inherited && in.state != stateOff && in.now.Before(in.stopBy.Add(-in.confirm-disableWindow)):
-		// A successor whose predecessor may have led: it keeps trying to
-		// renew, leaving the node as it is, while the inherited promise
-		// leaves time to disable and confirm after.
+	case in.state != stateOff && in.now.Before(in.holdUntil):
+		// A successor whose predecessor led: it keeps trying to renew,
+		// leaving the node as it is, until the predecessor's deadline less
+		// the time to disable and confirm.
 		return actNone
 	case in.files != filesAbsent && !in.unlinkFailed:
 		return actRemove // first the files: a SIGHUP with them present enables
@@ -251,7 +251,7 @@ type nodeState struct {
 	sent      time.Time // the SIGHUP in flight
 	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
 	before    reading   // the gauge when it was sent: only a change confirms
-	lastRead  reading   // the gauge at the last look
+	lastRead  reading   // what the gauge last said
 	sending   string    // the credentials digest an enable in flight carries
 	loaded    string    // the digest the node runs with; "" unknown
 	failures  int       // consecutive enables that did not take
@@ -277,7 +277,9 @@ func (n *nodeState) mayForge() bool { return n.state != stateOff }
 // window, in which cardano-node has handled the signal, and are then
 // judged by the reading.
 func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
-	n.lastRead = r
+	if r != readNone {
+		n.lastRead = r // what the gauge last said: a failed look says nothing
+	}
 	over := now.Sub(n.sent) >= window
 	switch {
 	case n.state == stateEnabling && r == readOn && (n.before == readOff || over):
@@ -458,10 +460,8 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	why := s.ineligible(now)
 	// Invariant 1: past its renew deadline a replica disables forging
 	// before it makes any API call; so does one whose node may forge
-	// without its lead. Only a sidecar that follows another in its pod
-	// renews first: its node may be the leader's, and its calls are cut at
-	// the promise it inherited.
-	if f := s.facts(now); !f.leading && (f.held || !s.inherit.active) {
+	// without its lead (a successor that may renew first holds: decide).
+	if f := s.facts(now); !f.leading {
 		s.reconcile(ctx, now, f, why)
 	}
 	if s.el.due(now) {
@@ -494,11 +494,17 @@ func (s *sidecar) elect(ctx context.Context, now time.Time, eligible bool) {
 
 // apiContext bounds API calls (invariant 1): while this replica's node may
 // still forge, no call runs past the moment it must have stopped.
+// A successor holding its node back is cut at the end of the hold, when it
+// must disable.
 func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context, context.CancelFunc) {
-	if !f.stopBy.IsZero() && s.node.n.mayForge() {
-		return context.WithTimeout(ctx, f.stopBy.Sub(s.now()))
+	if f.stopBy.IsZero() || !s.node.n.mayForge() {
+		return context.WithCancel(ctx)
 	}
-	return context.WithCancel(ctx)
+	limit, now := f.stopBy, s.now()
+	if now.Before(f.holdUntil) {
+		limit = f.holdUntil
+	}
+	return context.WithTimeout(ctx, limit.Sub(now))
 }
 
 // observeContext bounds the look at the node (the gauge read can take a
@@ -516,7 +522,7 @@ func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.
 	if n.state == stateDisabling {
 		earlier(n.sent.Add(s.cfg.ConfirmTimeout))
 	}
-	if f.held {
+	if f.held && n.state != stateDisabling {
 		earlier(f.fenceAt) // past the renew deadline, the disable comes first
 	}
 	if d.IsZero() || !n.mayForge() {
@@ -534,19 +540,42 @@ func (s *sidecar) facts(now time.Time) leadership {
 		s.inherit.active = false
 	}
 	if s.inherit.active {
-		// The predecessor's own stopBy; one that named none never held the
-		// Lease, and its promise plus the probe's budget bounds the node. A
-		// missing record promised nothing: stopBy now.
-		by := s.inherit.until + s.cfg.Probe.budget()
-		if s.inherit.stopBy != 0 {
-			by = s.inherit.stopBy
-		}
-		if at := now.Add(by - s.hb.clock()); f.stopBy.IsZero() || at.Before(f.stopBy) {
-			f.stopBy = at
-		}
-		f.inherited = true
+		s.inheritInto(&f, now)
 	}
 	return f
+}
+
+// inheritInto bounds f by the predecessor's promise. Its own stopBy; one
+// that named none never held the Lease, and its promise plus the probe's
+// budget bounds the node; a missing record promised nothing: stopBy now.
+// A predecessor that led lets this process renew before it disables: the
+// hold lasts until its renew deadline less disableWindow, and leaves time
+// to disable and confirm before stopBy. A Lease now naming another replica
+// ends both: that one may forge already.
+func (s *sidecar) inheritInto(f *leadership, now time.Time) {
+	in, clock := &s.inherit, s.hb.clock()
+	by := in.until + s.cfg.Probe.budget()
+	if in.stopBy != 0 {
+		by = in.stopBy
+	}
+	stopBy := now.Add(by - clock)
+	if f.holder != "" && f.holder != s.el.identity {
+		stopBy = now
+	}
+	if f.stopBy.IsZero() || stopBy.Before(f.stopBy) {
+		f.stopBy = stopBy
+	}
+	f.inherited = true
+	if in.leading && !stopBy.Equal(now) {
+		f.holdUntil = minTime(now.Add(in.until-clock-disableWindow), f.stopBy.Add(-s.cfg.ConfirmTimeout-disableWindow))
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // reconcile performs decide's actions until there is nothing to do. A
@@ -575,7 +604,7 @@ func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
 		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy, fenceAt: f.fenceAt,
-		lastRead: n.lastRead, unsure: n.unsure, inherited: f.inherited,
+		lastRead: n.lastRead, unsure: n.unsure, holdUntil: f.holdUntil,
 	}
 	if s.producer {
 		in.files = inspect(s.creds, s.sources)
@@ -744,7 +773,7 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
 	now := s.now()
 	b := beat{valid: s.heartbeatValidity(now, f), mayForge: mayForge, node: s.node.n.proc,
-		stop: !f.stopBy.IsZero(), stopIn: f.stopBy.Sub(now)}
+		stop: !f.stopBy.IsZero(), stopIn: f.stopBy.Sub(now), leading: f.leading}
 	err := s.hb.write(b)
 	s.heartbeatTrouble.set(s.log, err)
 	return err == nil

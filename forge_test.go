@@ -989,7 +989,8 @@ func TestSuccessorOfAStandbySendsNothing(t *testing.T) {
 func TestSuccessorLeavesANewNodeAlone(t *testing.T) {
 	w, a := pair(t)
 	a.stopped = true
-	w.runUntil(30*time.Second, "the probe's kill", func() bool { return a.node.probeKill > 0 && a.node.running })
+	first := a.node.pid
+	w.runUntil(30*time.Second, "the node restarted", func() bool { return a.node.pid != first && a.node.running })
 	before, kills := len(a.node.sent), a.node.kills
 	w.startSidecar(a)
 	w.run(20 * time.Second)
@@ -1080,5 +1081,89 @@ func TestInheritanceNamesTheNode(t *testing.T) {
 	os.WriteFile(old, []byte(`{"until_boottime_ns": 1, "pod": "bp-0", "pid": 9}`), 0o644)
 	if in := inheritFrom(old); !in.mayHaveEnabled(p) {
 		t.Errorf("a record without files or forging (an older version) %+v; want: may have enabled", in)
+	}
+}
+
+// TestSuccessorOfAStandbyDoesNotHold: a standby's node forges on its own
+// (started without the non-producing flag, and deaf to the disable); its
+// sidecar restarts right after sending the disable. Its predecessor never
+// led, so the successor does not hold back to renew a Lease its pod never
+// held: it escalates within the confirmation timeout.
+func TestSuccessorOfAStandbyDoesNotHold(t *testing.T) {
+	w, _ := pair(t)
+	c := w.add("bp-2")
+	c.node.boot1, c.node.wedged = true, true // reads 1 from boot: not fresh, so believed: on
+	c.node.onSignal = func(sig unix.Signal) {
+		if sig == unix.SIGHUP && !c.stopped {
+			c.stopped = true // the disable is out; the sidecar dies
+		}
+	}
+	w.runUntil(20*time.Second, "bp-2's disable", func() bool { return c.stopped })
+	from := w.clock.now()
+	c.node.setForging(true, from) // it forges all the same
+	c.api.down = true             // and the successor cannot read the Lease naming the leader
+	c.node.onSignal = nil
+	w.startSidecar(c)
+	w.run(20 * time.Second)
+	if end := w.end(c.node.spans[len(c.node.spans)-1]); end.Sub(from) > 7*time.Second {
+		t.Errorf("bp-2's node forged for %s beside the leader after its sidecar restarted", end.Sub(from))
+	}
+}
+
+// TestSuccessorHoldEndsBeforeTheDeadline: the leader's sidecar restarts 2.9
+// s after its last renew with every API call hanging, and, with a short
+// SIGHUP_CONFIRM_TIMEOUT, the hold is still measured from the predecessor's
+// renew deadline: the node is disabled by it, not seconds after.
+func TestSuccessorHoldEndsBeforeTheDeadline(t *testing.T) {
+	for _, confirm := range []string{"5s", "1s"} {
+		t.Run("SIGHUP_CONFIRM_TIMEOUT="+confirm, func(t *testing.T) {
+			w := newWorld(t)
+			a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", confirm)
+			w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", confirm)
+			if w.settle(40*time.Second) != "bp-0" {
+				t.Fatal("bp-0 did not lead")
+			}
+			last := a.s.el.renewedAt
+			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+			fence := a.s.facts(w.clock.now()).fenceAt
+			a.stopped = true
+			w.run(2900 * time.Millisecond)
+			a.api.down = true
+			w.startSidecar(a)
+			w.run(30 * time.Second)
+			if end := w.end(a.node.spans[0]); end.After(fence.Add(300 * time.Millisecond)) {
+				t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
+			}
+			w.noOverlap()
+		})
+	}
+}
+
+// TestExLeaderConfirmsWithASlowishGauge: past its renew deadline an
+// ex-leader's look at the node is cut only until its disable is out; a
+// gauge that takes 100 ms then still confirms it: no kill.
+func TestExLeaderConfirmsWithASlowishGauge(t *testing.T) {
+	w, a := pair(t)
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	a.node.gaugeLag = 100 * time.Millisecond
+	w.run(20 * time.Second)
+	if a.node.kills+a.node.probeKill != 0 {
+		t.Errorf("the ex-leader's node was killed (%d, %d by the probe): its disable could have been confirmed", a.node.kills, a.node.probeKill)
+	}
+}
+
+// TestSuccessorSeesAnotherHolder: a successor whose Lease names another
+// replica holds nothing back and has stopBy now: that one may forge.
+func TestSuccessorSeesAnotherHolder(t *testing.T) {
+	w, a := pair(t)
+	a.stopped = true
+	w.run(time.Second)
+	w.startSidecar(a)
+	a.s.el.lease = w.leases.l.DeepCopy()
+	a.s.el.lease.Spec.HolderIdentity = ptr("bp-1_uid")
+	a.s.node.n = nodeState{presence: nodeUp, state: stateOn, proc: a.node.proc()}
+	now := w.clock.now()
+	if f := a.s.facts(now); f.stopBy.After(now) || f.holdUntil.After(now) {
+		t.Errorf("stopBy in %s, hold until %s; want both now", f.stopBy.Sub(now), f.holdUntil.Sub(now))
 	}
 }

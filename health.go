@@ -294,6 +294,7 @@ type heartbeatRecord struct {
 	// StopByBoottimeNS is the writer's stopBy: the latest its node may
 	// forge, for a successor (0: none, the pod never held the Lease).
 	StopByBoottimeNS int64    `json:"stop_by_boottime_ns,omitempty"`
+	Leading          bool     `json:"leading,omitempty"` // the writer led: until is its renew deadline
 	Files            []string `json:"files"`
 	Pod              string   `json:"pod"`
 	PID              int      `json:"pid"`
@@ -312,13 +313,14 @@ type beat struct {
 	valid, stopIn time.Duration
 	stop          bool
 	mayForge      bool
+	leading       bool
 	node          nodeProc
 }
 
 // write records a beat. Not fsynced: it matters only while the machine runs.
 func (h heartbeat) write(b beat) error {
 	now := h.clock()
-	rec := heartbeatRecord{UntilBoottimeNS: int64(now + b.valid), Forging: b.mayForge,
+	rec := heartbeatRecord{UntilBoottimeNS: int64(now + b.valid), Forging: b.mayForge, Leading: b.leading,
 		NodePID: b.node.PID, NodeStart: b.node.Start, Files: h.files, Pod: h.pod, PID: os.Getpid()}
 	if b.stop {
 		rec.StopByBoottimeNS = int64(now + b.stopIn)
@@ -374,6 +376,7 @@ type inheritance struct {
 	active  bool          // the promise still bounds this process
 	until   time.Duration // CLOCK_BOOTTIME
 	stopBy  time.Duration // CLOCK_BOOTTIME; 0: the record named none
+	leading bool          // the writer led: until is its renew deadline
 	known   bool          // a previous sidecar process left a record
 	node    nodeProc      // zero: unknown (a missing or unreadable record)
 	forging bool
@@ -387,7 +390,7 @@ func inheritFrom(path string) inheritance {
 	var rec heartbeatRecord
 	if err == nil && json.Unmarshal(b, &rec) == nil {
 		return inheritance{active: !rec.Boot, known: !rec.Boot, until: time.Duration(rec.UntilBoottimeNS),
-			stopBy:  time.Duration(rec.StopByBoottimeNS),
+			stopBy: time.Duration(rec.StopByBoottimeNS), leading: rec.Leading,
 			node:    nodeProc{rec.NodePID, rec.NodeStart},
 			forging: rec.Forging || len(rec.Files) == 0} // a record of an older version says nothing: forging
 	}

@@ -166,8 +166,10 @@ type leadership struct {
 	epoch  epoch
 	holder string
 	// inherited: stopBy comes from the heartbeat of a previous sidecar
-	// process of this pod, which this one has not renewed since (forge.go).
+	// process of this pod, which this one has not renewed since; until
+	// holdUntil it may leave its node as it is (forge.go inheritInto).
 	inherited bool
+	holdUntil time.Time
 }
 
 // elector runs the election for one identity. It is used from one goroutine.

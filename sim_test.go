@@ -643,13 +643,6 @@ func maxTime(ts ...time.Time) time.Time {
 	return m
 }
 
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
 // keyEnv is an environment with sources and targets under dir, the
 // sources the three test keys.
 func keyEnv(t *testing.T, dir string) env {
