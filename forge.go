@@ -251,7 +251,8 @@ type nodeState struct {
 	sent      time.Time // the SIGHUP in flight
 	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
 	before    reading   // the gauge when it was sent: only a change confirms
-	lastRead  reading   // what the gauge last said
+	lastRead  reading   // the last look: readNone if it failed
+	said      reading   // what the gauge last said: the before of the next signal
 	sending   string    // the credentials digest an enable in flight carries
 	loaded    string    // the digest the node runs with; "" unknown
 	failures  int       // consecutive enables that did not take
@@ -277,8 +278,9 @@ func (n *nodeState) mayForge() bool { return n.state != stateOff }
 // window, in which cardano-node has handled the signal, and are then
 // judged by the reading.
 func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
+	n.lastRead = r
 	if r != readNone {
-		n.lastRead = r // what the gauge last said: a failed look says nothing
+		n.said = r // a failed look says nothing of the node
 	}
 	over := now.Sub(n.sent) >= window
 	switch {
@@ -524,6 +526,9 @@ func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.
 	}
 	if f.held && n.state != stateDisabling {
 		earlier(f.fenceAt) // past the renew deadline, the disable comes first
+	}
+	if !f.holdUntil.IsZero() && n.state != stateDisabling {
+		earlier(f.holdUntil) // past a successor's hold, the disable comes first
 	}
 	if d.IsZero() || !n.mayForge() {
 		return context.WithCancel(ctx)
@@ -837,6 +842,9 @@ func (s *sidecar) nextWake(now time.Time) time.Duration {
 	}
 	if n.mayForge() && !f.leading && f.stopBy.After(now) {
 		wait = min(wait, f.stopBy.Sub(now))
+	}
+	if n.mayForge() && f.holdUntil.After(now) {
+		wait = min(wait, f.holdUntil.Sub(now)) // the hold's end is the disable's time
 	}
 	return max(wait, time.Millisecond)
 }

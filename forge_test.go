@@ -7,6 +7,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -1110,33 +1111,83 @@ func TestSuccessorOfAStandbyDoesNotHold(t *testing.T) {
 	}
 }
 
-// TestSuccessorHoldEndsBeforeTheDeadline: the leader's sidecar restarts 2.9
-// s after its last renew with every API call hanging, and, with a short
-// SIGHUP_CONFIRM_TIMEOUT, the hold is still measured from the predecessor's
-// renew deadline: the node is disabled by it, not seconds after.
+// TestSuccessorHoldEndsBeforeTheDeadline: the leader's sidecar restarts
+// after its last renew with every API call hanging or refused at once (and
+// the gauge slow), and,
+// also with a short SIGHUP_CONFIRM_TIMEOUT, the hold is measured from the
+// predecessor's renew deadline and its end wakes the loop: the node is
+// disabled when the hold ends, by that deadline, not seconds after.
 func TestSuccessorHoldEndsBeforeTheDeadline(t *testing.T) {
-	for _, confirm := range []string{"5s", "1s"} {
-		t.Run("SIGHUP_CONFIRM_TIMEOUT="+confirm, func(t *testing.T) {
-			w := newWorld(t)
-			a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", confirm)
-			w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", confirm)
-			if w.settle(40*time.Second) != "bp-0" {
-				t.Fatal("bp-0 did not lead")
-			}
-			last := a.s.el.renewedAt
-			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-			fence := a.s.facts(w.clock.now()).fenceAt
-			a.stopped = true
-			w.run(2900 * time.Millisecond)
-			a.api.down = true
-			w.startSidecar(a)
-			w.run(30 * time.Second)
-			if end := w.end(a.node.spans[0]); end.After(fence.Add(300 * time.Millisecond)) {
-				t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
-			}
-			w.noOverlap()
-		})
+	apis := map[string]func(*replica){
+		"hanging": func(r *replica) { r.api.down = true },
+		"refused": func(r *replica) { r.api.refuse = apierrors.NewServiceUnavailable("busy") },
+		"refused, gauge 1s": func(r *replica) {
+			r.api.refuse = apierrors.NewServiceUnavailable("busy")
+			r.node.gaugeLag = time.Second
+		},
 	}
+	for _, confirm := range []string{"5s", "1s"} {
+		for api, fault := range apis {
+			for _, after := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond, 2900 * time.Millisecond} {
+				t.Run(fmt.Sprintf("SIGHUP_CONFIRM_TIMEOUT=%s/%s/%s", confirm, api, after), func(t *testing.T) {
+					w := newWorld(t)
+					a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", confirm)
+					w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", confirm)
+					if w.settle(40*time.Second) != "bp-0" {
+						t.Fatal("bp-0 did not lead")
+					}
+					last := a.s.el.renewedAt
+					w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+					fence := a.s.facts(w.clock.now()).fenceAt
+					a.stopped = true
+					w.run(after)
+					fault(a)
+					w.startSidecar(a)
+					hold := a.s.facts(w.clock.now()).holdUntil
+					w.run(30 * time.Second)
+					end := w.end(a.node.spans[0])
+					if end.After(fence.Add(300 * time.Millisecond)) {
+						t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
+					}
+					if end.After(hold.Add(300 * time.Millisecond)) {
+						t.Errorf("bp-0's node forged until %s after its successor's hold ended", end.Sub(hold))
+					}
+					w.noOverlap()
+				})
+			}
+		}
+	}
+}
+
+// TestSuccessorFailedLookEndsTheWait: the leader's sidecar sends an enable
+// to its off node 1.7 s before its renew deadline and dies; the successor
+// reads 0 once, then the gauge fails and the enable takes. Waiting out the
+// predecessor's signal rests on the last look saying 0: a failed look ends
+// the wait, and the node is disabled by the deadline.
+func TestSuccessorFailedLookEndsTheWait(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", "2s")
+	w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", "2s")
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	fence := a.s.facts(w.clock.now()).fenceAt
+	a.stopped = true
+	w.clock.setTo(fence.Add(-1700 * time.Millisecond))
+	a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
+	a.node.hupDelay = func(int) time.Duration { return 300 * time.Millisecond }
+	a.node.signal(a.node.proc(), unix.SIGHUP)
+	a.api.down = true
+	w.startSidecar(a)
+	w.runUntil(time.Second, "the successor's first look", func() bool { return a.s.node.n.lastRead == readOff })
+	a.node.gaugeErr = errors.New("metrics endpoint timeout")
+	w.run(20 * time.Second)
+	if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
+		t.Errorf("bp-0's node forged until %s after its renew deadline", end.Sub(fence))
+	}
+	w.noOverlap()
 }
 
 // TestExLeaderConfirmsWithASlowishGauge: past its renew deadline an
