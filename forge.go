@@ -200,8 +200,7 @@ func decideOff(in forgeInput) action {
 			return actKill
 		}
 		return actNone
-	case in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure) &&
-		(in.stopBy.IsZero() || in.now.Before(in.stopBy.Add(-in.confirm))):
+	case in.waiting():
 		// A successor whose node said 0: wait for its predecessor's last
 		// signal to be handled rather than send one more.
 		return actNone
@@ -230,6 +229,23 @@ func (in forgeInput) killAt() time.Time {
 		at = in.stopBy
 	}
 	return at
+}
+
+// waiting tells whether a successor whose node said 0 still waits for its
+// predecessor's last signal (nodeState.unsure) before it sends a disable:
+// at most until stopBy less the time to confirm one. The loop looks at the
+// node every pollPending meanwhile, so an enable of the predecessor that
+// lands late is seen and disabled at once, and no API call runs past the
+// wait's end.
+func (in forgeInput) waiting() bool {
+	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.waitEnd())
+}
+
+func (in forgeInput) waitEnd() time.Time {
+	if !in.stopBy.IsZero() && in.stopBy.Add(-in.confirm).Before(in.unsure) {
+		return in.stopBy.Add(-in.confirm)
+	}
+	return in.unsure
 }
 
 // reading is what the node's gauge said in one look.
@@ -506,6 +522,9 @@ func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context
 	if now.Before(f.holdUntil) {
 		limit = f.holdUntil
 	}
+	if w := s.waitInput(now, f); w.waiting() {
+		limit = minTime(limit, w.waitEnd())
+	}
 	return context.WithTimeout(ctx, limit.Sub(now))
 }
 
@@ -574,6 +593,12 @@ func (s *sidecar) inheritInto(f *leadership, now time.Time) {
 	if in.leading && !stopBy.Equal(now) {
 		f.holdUntil = minTime(now.Add(in.until-clock-disableWindow), f.stopBy.Add(-s.cfg.ConfirmTimeout-disableWindow))
 	}
+}
+
+// waitInput is what forgeInput.waiting looks at.
+func (s *sidecar) waitInput(now time.Time, f leadership) forgeInput {
+	n := &s.node.n
+	return forgeInput{now: now, state: n.state, lastRead: n.lastRead, unsure: n.unsure, stopBy: f.stopBy, confirm: s.cfg.ConfirmTimeout}
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -835,6 +860,9 @@ func (s *sidecar) nextWake(now time.Time) time.Duration {
 	}
 	if n.state == stateEnabling || (n.mayForge() && f.held && !f.leading) {
 		return pollPending
+	}
+	if w := s.waitInput(now, f); w.waiting() { // and at the wait's end
+		return min(pollPending, w.waitEnd().Sub(now))
 	}
 	wait := s.el.wakeAt(now).Sub(now)
 	if n.presence != nodeUp {

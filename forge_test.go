@@ -1218,3 +1218,45 @@ func TestSuccessorSeesAnotherHolder(t *testing.T) {
 		t.Errorf("stopBy in %s, hold until %s; want both now", f.stopBy.Sub(now), f.holdUntil.Sub(now))
 	}
 }
+
+// TestSuccessorWaitEndsBeforeTheDeadline: the leader's sidecar sends an
+// enable to its off node 6.1-6.5 s before its renew deadline and dies; the
+// node takes 4.8 s (under SIGHUP_CONFIRM_TIMEOUT) to handle it. The
+// successor, with the API hanging or refusing, reads 0 and waits for that
+// signal: it looks at the node meanwhile, no API call runs past the wait's
+// end, and the node is off by the deadline.
+func TestSuccessorWaitEndsBeforeTheDeadline(t *testing.T) {
+	apis := map[string]func(*replica){
+		"hanging": func(r *replica) { r.api.down = true },
+		"refused": func(r *replica) { r.api.refuse = apierrors.NewServiceUnavailable("busy") },
+	}
+	for api, fault := range apis {
+		for _, lead := range []time.Duration{6500 * time.Millisecond, 6100 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s/%s", api, lead), func(t *testing.T) {
+				w := newWorld(t)
+				a := w.add("bp-0")
+				w.add("bp-1")
+				if w.settle(40*time.Second) != "bp-0" {
+					t.Fatal("bp-0 did not lead")
+				}
+				last := a.s.el.renewedAt
+				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+				fence := a.s.facts(w.clock.now()).fenceAt
+				a.stopped = true
+				w.clock.setTo(fence.Add(-lead))
+				a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
+				a.node.hupDelay = func(int) time.Duration { return 4800 * time.Millisecond }
+				a.node.signal(a.node.proc(), unix.SIGHUP)
+				a.node.hupDelay = func(int) time.Duration { return 20 * time.Millisecond }
+				w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
+				fault(a)
+				w.startSidecar(a)
+				w.run(20 * time.Second)
+				if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
+					t.Errorf("bp-0's node forged until %s after its renew deadline (signals %v)", end.Sub(fence), a.node.sent)
+				}
+				w.noOverlap()
+			})
+		}
+	}
+}

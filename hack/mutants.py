@@ -176,7 +176,7 @@ muts = [
   "		if !s.writeHeartbeat(f, true) || !s.now().Before(in.enableBy()) {", "		if !s.now().Before(in.enableBy()) || !s.writeHeartbeat(f, true) {",
   "TestInvariant1NoEnableAfterASlowHeartbeat"),
  ("a successor disables a node that said 0 at once", "forge.go",
-  "	case in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure) &&", "	case false && in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure) &&",
+  "	case in.waiting():", "	case false && in.waiting():",
   "TestDecide"),
  ("a successor takes any node for one its predecessor may have enabled", "health.go",
   "	return in.known && in.forging && (in.node == nodeProc{} || in.node == p)", "	return in.known",
@@ -235,6 +235,12 @@ muts = [
  ("a successor's look not cut at the hold's end", "forge.go",
   "	if !f.holdUntil.IsZero() && n.state != stateDisabling {\n		earlier(f.holdUntil)", "	if false {\n		earlier(f.holdUntil)",
   "TestSuccessorHoldEndsBeforeTheDeadline"),
+ ("a successor's wait is no wake-up", "forge.go",
+  "	if w := s.waitInput(now, f); w.waiting() { // and at the wait's end", "	if w := s.waitInput(now, f); false && w.waiting() {",
+  "TestSuccessorWaitEndsBeforeTheDeadline"),
+ ("API calls not cut at the end of a successor's wait", "forge.go",
+  "	if w := s.waitInput(now, f); w.waiting() {\n		limit = minTime(limit, w.waitEnd())", "	if w := s.waitInput(now, f); false && w.waiting() {\n		limit = minTime(limit, w.waitEnd())",
+  "TestSuccessorWaitEndsBeforeTheDeadline"),
 ]
 
 def main(only):
