@@ -204,6 +204,12 @@ func decideOff(in forgeInput) action {
 		// A successor whose node said 0: wait for its predecessor's last
 		// signal to be handled rather than send one more.
 		return actNone
+	case in.overtakable():
+		// The wait ended before that signal must have been handled: a
+		// disable now could be undone by it, and then not be confirmed
+		// before stopBy. The predecessor would have killed an enable still
+		// unconfirmed at its deadline; so does its successor.
+		return actKill
 	}
 	return actDisable // on or unknown: a disable from unknown always signals
 }
@@ -239,6 +245,12 @@ func (in forgeInput) killAt() time.Time {
 // wait's end.
 func (in forgeInput) waiting() bool {
 	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.waitEnd())
+}
+
+// overtakable: the wait is over, yet the predecessor's last signal may
+// still be handled after a disable sent now.
+func (in forgeInput) overtakable() bool {
+	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure)
 }
 
 func (in forgeInput) waitEnd() time.Time {
@@ -522,8 +534,8 @@ func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context
 	if now.Before(f.holdUntil) {
 		limit = f.holdUntil
 	}
-	if w := s.waitInput(now, f); w.waiting() {
-		limit = minTime(limit, w.waitEnd())
+	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {
+		limit = minTime(limit, w.waitEnd()) // past the hold, the wait's end is the kill's time
 	}
 	return context.WithTimeout(ctx, limit.Sub(now))
 }
@@ -664,8 +676,11 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		return s.node.hup(s.now(), false, "")
 	case actKill:
 		reason := "the node did not confirm the disable before SIGHUP_CONFIRM_TIMEOUT or before another replica may take the Lease"
-		if in.unlinkFailed {
+		switch {
+		case in.unlinkFailed:
 			reason = "the credential files could not be removed, so no SIGHUP can disable it"
+		case in.overtakable():
+			reason = "the previous sidecar process's last SIGHUP may still be handled after a disable, and must not make it forge past the deadline"
 		}
 		return s.node.kill(reason)
 	case actRelease:
@@ -861,7 +876,7 @@ func (s *sidecar) nextWake(now time.Time) time.Duration {
 	if n.state == stateEnabling || (n.mayForge() && f.held && !f.leading) {
 		return pollPending
 	}
-	if w := s.waitInput(now, f); w.waiting() { // and at the wait's end
+	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) { // and at the wait's end
 		return min(pollPending, w.waitEnd().Sub(now))
 	}
 	wait := s.el.wakeAt(now).Sub(now)

@@ -85,7 +85,8 @@ func TestDecide(t *testing.T) {
 		{"inv1: an enable just over a second before the deadline", row(want, files(filesCurrent), func(in *forgeInput) { in.fenceAt = in.now.Add(time.Second + time.Millisecond) }), actEnable},
 		{"inv1: an enable still in flight at the deadline: kill, it must not start forging now", row(state(stateEnabling), sentAgo(time.Second), stopIn(3*time.Second), func(in *forgeInput) { in.fenceAt = in.now }), actKill},
 		{"inv4: a successor whose node said 0 waits out its predecessor's signal", row(state(stateUnknown), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actNone},
-		{"inv4: ...unless the Lease may pass first: disable", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actDisable},
+		{"inv4: ...unless the Lease may pass first: kill, a disable could be undone by that signal", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actKill},
+		{"inv4: that signal handled by now: disable", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now }), actDisable},
 		{"inv6: then waits for the confirmation", row(want, files(filesCurrent), state(stateEnabling), sentAgo(time.Second)), actNone},
 		{"inv6: forging with these keys: nothing to do", row(want, files(filesCurrent), state(stateOn), loaded), actNone},
 		{"inv6: a file removed by hand is put back", row(want, files(filesOther), state(stateOn), loaded), actPlace},
@@ -1220,18 +1221,20 @@ func TestSuccessorSeesAnotherHolder(t *testing.T) {
 }
 
 // TestSuccessorWaitEndsBeforeTheDeadline: the leader's sidecar sends an
-// enable to its off node 6.1-6.5 s before its renew deadline and dies; the
+// enable to its off node 1.1-6.5 s before its renew deadline and dies; the
 // node takes 4.8 s (under SIGHUP_CONFIRM_TIMEOUT) to handle it. The
 // successor, with the API hanging or refusing, reads 0 and waits for that
-// signal: it looks at the node meanwhile, no API call runs past the wait's
-// end, and the node is off by the deadline.
+// signal: it looks at the node meanwhile and no API call runs past the
+// wait's end. A wait that must end before the signal has surely been
+// handled ends with a kill, as a disable could be undone by it: the node
+// is off by the deadline.
 func TestSuccessorWaitEndsBeforeTheDeadline(t *testing.T) {
 	apis := map[string]func(*replica){
 		"hanging": func(r *replica) { r.api.down = true },
 		"refused": func(r *replica) { r.api.refuse = apierrors.NewServiceUnavailable("busy") },
 	}
 	for api, fault := range apis {
-		for _, lead := range []time.Duration{6500 * time.Millisecond, 6100 * time.Millisecond} {
+		for _, lead := range []time.Duration{6500 * time.Millisecond, 6100 * time.Millisecond, 5500 * time.Millisecond, 4 * time.Second, 3 * time.Second, 1100 * time.Millisecond} {
 			t.Run(fmt.Sprintf("%s/%s", api, lead), func(t *testing.T) {
 				w := newWorld(t)
 				a := w.add("bp-0")
@@ -1258,5 +1261,40 @@ func TestSuccessorWaitEndsBeforeTheDeadline(t *testing.T) {
 				w.noOverlap()
 			})
 		}
+	}
+}
+
+// TestSuccessorRenewsAreCutAtTheHold: a successor whose node said 0 inside
+// its unsure window keeps trying to renew through its hold; those calls
+// are cut at the hold's end (or API_TIMEOUT), not at the end of its wait
+// for the predecessor's signal, which only matters once the hold is over.
+func TestSuccessorRenewsAreCutAtTheHold(t *testing.T) {
+	w, a := pair(t)
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	a.stopped = true
+	w.run(100 * time.Millisecond)
+	a.node.setForging(false, w.clock.now()) // the node said 0; its predecessor's heartbeat says it may forge
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	w.startSidecar(a)
+	hold := a.s.facts(w.clock.now()).holdUntil
+	if a.s.node.n.unsure.After(hold) {
+		t.Fatalf("unsure %s after the hold's end %s: the scenario needs it before", a.s.node.n.unsure, hold)
+	}
+	calls := 0
+	a.api.check = func(ctx context.Context, op string) {
+		now := w.clock.now()
+		if !now.Before(hold) {
+			return
+		}
+		calls++
+		want := min(a.cfg.APITimeout, hold.Sub(now))
+		if dl, _ := ctx.Deadline(); time.Until(dl) < want-10*time.Millisecond {
+			t.Errorf("%s at hold-%s cut in %s; want %s", op, hold.Sub(now), time.Until(dl).Round(time.Millisecond), want)
+		}
+	}
+	w.runUntil(10*time.Second, "the hold's end", func() bool { return !w.clock.now().Before(hold) })
+	if calls == 0 {
+		t.Fatal("no API call during the hold")
 	}
 }

@@ -236,11 +236,17 @@ muts = [
   "	if !f.holdUntil.IsZero() && n.state != stateDisabling {\n		earlier(f.holdUntil)", "	if false {\n		earlier(f.holdUntil)",
   "TestSuccessorHoldEndsBeforeTheDeadline"),
  ("a successor's wait is no wake-up", "forge.go",
-  "	if w := s.waitInput(now, f); w.waiting() { // and at the wait's end", "	if w := s.waitInput(now, f); false && w.waiting() {",
+  "	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) { // and at the wait's end", "	if w := s.waitInput(now, f); false && w.waiting() {",
   "TestSuccessorWaitEndsBeforeTheDeadline"),
  ("API calls not cut at the end of a successor's wait", "forge.go",
-  "	if w := s.waitInput(now, f); w.waiting() {\n		limit = minTime(limit, w.waitEnd())", "	if w := s.waitInput(now, f); false && w.waiting() {\n		limit = minTime(limit, w.waitEnd())",
+  "	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {\n		limit = minTime(limit, w.waitEnd())", "	if w := s.waitInput(now, f); false && w.waiting() {\n		limit = minTime(limit, w.waitEnd())",
   "TestSuccessorWaitEndsBeforeTheDeadline"),
+ ("a successor sends a disable its predecessor's late signal can undo", "forge.go",
+  "	case in.overtakable():", "	case false && in.overtakable():",
+  "TestSuccessorWaitEndsBeforeTheDeadline"),
+ ("a successor's renews during the hold cut at its wait's end", "forge.go",
+  "	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {\n		limit", "	if w := s.waitInput(now, f); w.waiting() {\n		limit",
+  "TestSuccessorRenewsAreCutAtTheHold"),
 ]
 
 def main(only):
