@@ -112,9 +112,10 @@ type forgeInput struct {
 	confirm      time.Duration // SIGHUP_CONFIRM_TIMEOUT
 	stopBy       time.Time     // leadership.stopBy: zero if this pod never held the Lease
 	fenceAt      time.Time     // leadership.fenceAt
-	lastRead     reading       // the gauge at the last look
+	lastRead     reading       // what the gauge last said
 	unsure       time.Time     // nodeState.unsure
 	holdUntil    time.Time     // leadership.holdUntil
+	lastFence    time.Time     // the renew deadline stopBy follows from (sidecar.lastFence)
 }
 
 // decide is the forging state machine: one action for the node's state,
@@ -237,25 +238,26 @@ func (in forgeInput) killAt() time.Time {
 	return at
 }
 
-// waiting tells whether a successor whose node said 0 still waits for its
-// predecessor's last signal (nodeState.unsure) before it sends a disable:
-// at most until stopBy less the time to confirm one. The loop looks at the
-// node every pollPending meanwhile, so an enable of the predecessor that
-// lands late is seen and disabled at once, and no API call runs past the
-// wait's end.
+// waiting tells whether a successor whose node has not said 1 still waits
+// for its predecessor's last signal (nodeState.unsure) before it sends a
+// disable: at most until the predecessor's renew deadline, which bounds
+// what that signal may do. A failed look does not end the wait: it tells
+// nothing of the node. The loop looks at the node every pollPending
+// meanwhile, so an enable of the predecessor that lands is seen and
+// disabled at once, and no API call runs past the wait's end.
 func (in forgeInput) waiting() bool {
-	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.waitEnd())
+	return in.state == stateUnknown && in.lastRead != readOn && in.now.Before(in.waitEnd())
 }
 
 // overtakable: the wait is over, yet the predecessor's last signal may
 // still be handled after a disable sent now.
 func (in forgeInput) overtakable() bool {
-	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.unsure)
+	return in.state == stateUnknown && in.lastRead != readOn && in.now.Before(in.unsure)
 }
 
 func (in forgeInput) waitEnd() time.Time {
-	if !in.stopBy.IsZero() && in.stopBy.Add(-in.confirm).Before(in.unsure) {
-		return in.stopBy.Add(-in.confirm)
+	if !in.stopBy.IsZero() && in.lastFence.Before(in.unsure) {
+		return in.lastFence
 	}
 	return in.unsure
 }
@@ -279,8 +281,7 @@ type nodeState struct {
 	sent      time.Time // the SIGHUP in flight
 	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
 	before    reading   // the gauge when it was sent: only a change confirms
-	lastRead  reading   // the last look: readNone if it failed
-	said      reading   // what the gauge last said: the before of the next signal
+	lastRead  reading   // what the gauge last said: a failed look says nothing
 	sending   string    // the credentials digest an enable in flight carries
 	loaded    string    // the digest the node runs with; "" unknown
 	failures  int       // consecutive enables that did not take
@@ -306,9 +307,8 @@ func (n *nodeState) mayForge() bool { return n.state != stateOff }
 // window, in which cardano-node has handled the signal, and are then
 // judged by the reading.
 func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
-	n.lastRead = r
 	if r != readNone {
-		n.said = r // a failed look says nothing of the node
+		n.lastRead = r // a failed look says nothing of the node
 	}
 	over := now.Sub(n.sent) >= window
 	switch {
@@ -610,7 +610,14 @@ func (s *sidecar) inheritInto(f *leadership, now time.Time) {
 // waitInput is what forgeInput.waiting looks at.
 func (s *sidecar) waitInput(now time.Time, f leadership) forgeInput {
 	n := &s.node.n
-	return forgeInput{now: now, state: n.state, lastRead: n.lastRead, unsure: n.unsure, stopBy: f.stopBy, confirm: s.cfg.ConfirmTimeout}
+	return forgeInput{now: now, state: n.state, lastRead: n.lastRead, unsure: n.unsure, stopBy: f.stopBy, lastFence: s.lastFence(f)}
+}
+
+// lastFence is the renew deadline f.stopBy follows from: stopBy is
+// LEASE_DURATION - killMargin after the last renew, the deadline
+// RENEW_DEADLINE after it (lease.go). For a successor, its predecessor's.
+func (s *sidecar) lastFence(f leadership) time.Time {
+	return f.stopBy.Add(-(s.cfg.LeaseDuration - s.cfg.RenewDeadline - killMargin))
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -646,7 +653,7 @@ func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
 		retryAt: n.retryAt, confirm: s.cfg.ConfirmTimeout, stopBy: f.stopBy, fenceAt: f.fenceAt,
-		lastRead: n.lastRead, unsure: n.unsure, holdUntil: f.holdUntil,
+		lastRead: n.lastRead, unsure: n.unsure, holdUntil: f.holdUntil, lastFence: s.lastFence(f),
 	}
 	if s.producer {
 		in.files = inspect(s.creds, s.sources)

@@ -86,6 +86,7 @@ func TestDecide(t *testing.T) {
 		{"inv1: an enable still in flight at the deadline: kill, it must not start forging now", row(state(stateEnabling), sentAgo(time.Second), stopIn(3*time.Second), func(in *forgeInput) { in.fenceAt = in.now }), actKill},
 		{"inv4: a successor whose node said 0 waits out its predecessor's signal", row(state(stateUnknown), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actNone},
 		{"inv4: ...unless the Lease may pass first: kill, a disable could be undone by that signal", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now.Add(time.Second) }), actKill},
+		{"inv4: a failed look does not end that wait", row(state(stateUnknown), func(in *forgeInput) { in.lastRead, in.unsure = readNone, in.now.Add(time.Second) }), actNone},
 		{"inv4: that signal handled by now: disable", row(state(stateUnknown), stopIn(3*time.Second), func(in *forgeInput) { in.lastRead, in.unsure = readOff, in.now }), actDisable},
 		{"inv6: then waits for the confirmation", row(want, files(filesCurrent), state(stateEnabling), sentAgo(time.Second)), actNone},
 		{"inv6: forging with these keys: nothing to do", row(want, files(filesCurrent), state(stateOn), loaded), actNone},
@@ -1160,12 +1161,11 @@ func TestSuccessorHoldEndsBeforeTheDeadline(t *testing.T) {
 	}
 }
 
-// TestSuccessorFailedLookEndsTheWait: the leader's sidecar sends an enable
-// to its off node 1.7 s before its renew deadline and dies; the successor
-// reads 0 once, then the gauge fails and the enable takes. Waiting out the
-// predecessor's signal rests on the last look saying 0: a failed look ends
-// the wait, and the node is disabled by the deadline.
-func TestSuccessorFailedLookEndsTheWait(t *testing.T) {
+// TestSuccessorFailedLookKeepsTheDeadline: the leader's sidecar sends an
+// enable to its off node 1.7 s before its renew deadline and dies; the
+// successor reads 0 once, then the gauge fails and the enable takes. The
+// failed looks say nothing: the node is off by the deadline.
+func TestSuccessorFailedLookKeepsTheDeadline(t *testing.T) {
 	w := newWorld(t)
 	a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", "2s")
 	w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", "2s")
@@ -1296,5 +1296,132 @@ func TestSuccessorRenewsAreCutAtTheHold(t *testing.T) {
 	w.runUntil(10*time.Second, "the hold's end", func() bool { return !w.clock.now().Before(hold) })
 	if calls == 0 {
 		t.Fatal("no API call during the hold")
+	}
+}
+
+// lateEnable is the start of the successor scenarios: bp-0 leads; lead
+// before its renew deadline its sidecar sends an enable to its off node,
+// which takes delay to handle, and dies; its successor starts 100 ms later
+// with the API fault given. It returns the deadline.
+func lateEnable(t *testing.T, w *world, a *replica, lead, delay time.Duration, fault func(*replica)) time.Time {
+	t.Helper()
+	if w.settle(40*time.Second) != "bp-0" {
+		t.Fatal("bp-0 did not lead")
+	}
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	fence := a.s.facts(w.clock.now()).fenceAt
+	a.stopped = true
+	w.clock.setTo(fence.Add(-lead))
+	a.node.setForging(false, w.clock.now())
+	a.node.hupDelay = func(int) time.Duration { return delay }
+	a.node.signal(a.node.proc(), unix.SIGHUP)
+	a.node.hupDelay = func(int) time.Duration { return 20 * time.Millisecond }
+	w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
+	fault(a)
+	w.startSidecar(a)
+	return fence
+}
+
+// TestSuccessorWaitsThroughGaugeFaults: as TestSuccessorWaitEndsBeforeTheDeadline,
+// with the successor's looks failing: a gauge slower than the last look
+// allows, or one read failing during the wait. A failed look says nothing,
+// so the wait goes on; the node is off by the deadline.
+func TestSuccessorWaitsThroughGaugeFaults(t *testing.T) {
+	apis := map[string]func(*replica){
+		"hanging": func(r *replica) { r.api.down = true },
+		"refused": func(r *replica) { r.api.refuse = apierrors.NewServiceUnavailable("busy") },
+	}
+	for api, fault := range apis {
+		for _, lead := range []time.Duration{4 * time.Second, 3 * time.Second, 1100 * time.Millisecond} {
+			t.Run(fmt.Sprintf("%s/slow gauge/%s", api, lead), func(t *testing.T) {
+				w := newWorld(t)
+				a := w.add("bp-0")
+				w.add("bp-1")
+				fence := lateEnable(t, w, a, lead, 4800*time.Millisecond, fault)
+				a.node.gaugeLag = 100 * time.Millisecond
+				w.run(20 * time.Second)
+				if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
+					t.Errorf("bp-0's node forged until %s after its renew deadline (signals %v)", end.Sub(fence), a.node.sent)
+				}
+				w.noOverlap()
+			})
+		}
+		for _, lead := range []time.Duration{4 * time.Second, 3 * time.Second} {
+			t.Run(fmt.Sprintf("%s/one failed read/%s", api, lead), func(t *testing.T) {
+				w := newWorld(t)
+				a := w.add("bp-0")
+				w.add("bp-1")
+				fence := lateEnable(t, w, a, lead, 4800*time.Millisecond, fault)
+				at := a.s.facts(w.clock.now()).holdUntil.Add(500 * time.Millisecond)
+				w.runUntil(10*time.Second, "the wait", func() bool { return !w.clock.now().Before(at) })
+				a.node.gaugeErr = errors.New("connection reset")
+				w.runUntil(time.Second, "a failed read", func() bool { return a.s.node.n.gaugeErr != nil })
+				a.node.gaugeErr = nil
+				w.run(20 * time.Second)
+				if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
+					t.Errorf("bp-0's node forged until %s after its renew deadline (signals %v)", end.Sub(fence), a.node.sent)
+				}
+				w.noOverlap()
+			})
+		}
+	}
+}
+
+// TestSuccessorWaitEndsAtThePredecessorsDeadline: with a short
+// SIGHUP_CONFIRM_TIMEOUT the wait is bounded by the predecessor's renew
+// deadline, not by stopBy less the timeout, which can lie after it: an
+// enable sent just before the deadline and handled after it never makes
+// the node forge past it.
+func TestSuccessorWaitEndsAtThePredecessorsDeadline(t *testing.T) {
+	for _, confirm := range []time.Duration{2 * time.Second, 3 * time.Second, 5 * time.Second} {
+		t.Run(fmt.Sprint("SIGHUP_CONFIRM_TIMEOUT=", confirm), func(t *testing.T) {
+			w := newWorld(t)
+			a := w.add("bp-0", "SIGHUP_CONFIRM_TIMEOUT", confirm.String())
+			w.add("bp-1", "SIGHUP_CONFIRM_TIMEOUT", confirm.String())
+			fence := lateEnable(t, w, a, 1100*time.Millisecond, confirm-100*time.Millisecond, func(r *replica) { r.api.down = true })
+			w.run(20 * time.Second)
+			if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
+				t.Errorf("bp-0's node forged until %s after its renew deadline (signals %v)", end.Sub(fence), a.node.delivered(0))
+			}
+			w.noOverlap()
+		})
+	}
+}
+
+// TestSuccessorOfAnOffNodeRenews: the leader's last enable did not take (its
+// heartbeat says the node may forge, the gauge says 0) and its sidecar
+// dies; a successor started before the renew deadline, with an API that
+// answers (at once or in 500 ms a call), renews and forges: no kill, by the
+// sidecar or the probe. Two cases kill, and are left out: one started
+// after the deadline (a late enable could make the node forge before its
+// first renew), and one whose renew straddles the end of its hold (it is
+// cut there, and the next comes a RETRY_PERIOD later, past the deadline:
+// with 500 ms calls, a start between 7 and 8 s after the last renew).
+func TestSuccessorOfAnOffNodeRenews(t *testing.T) {
+	for _, slow := range []time.Duration{0, 500 * time.Millisecond} {
+		for _, start := range []time.Duration{2 * time.Second, 4200 * time.Millisecond, 4800 * time.Millisecond, 5500 * time.Millisecond, 7500 * time.Millisecond, 8500 * time.Millisecond, 9200 * time.Millisecond} {
+			if slow > 0 && start == 7500*time.Millisecond {
+				continue
+			}
+			t.Run(fmt.Sprintf("API %s/started s+%s", slow, start), func(t *testing.T) {
+				w, a := pair(t)
+				last := a.s.el.renewedAt
+				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+				s := a.s.el.renewedAt
+				a.stopped = true
+				w.clock.setTo(s.Add(start - 100*time.Millisecond))
+				a.node.setForging(false, w.clock.now()) // the last enable did not take
+				w.clock.setTo(s.Add(start))
+				a.api.slow = slow
+				w.startSidecar(a)
+				w.run(20 * time.Second)
+				if a.node.kills+a.node.probeKill != 0 || !a.s.el.leadingAt(w.clock.now()) || !a.node.on {
+					t.Errorf("kills %d, probe kills %d, leading %v, forging %v: want the successor leading and forging, no kill",
+						a.node.kills, a.node.probeKill, a.s.el.leadingAt(w.clock.now()), a.node.on)
+				}
+				w.noOverlap()
+			})
+		}
 	}
 }

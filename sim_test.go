@@ -258,6 +258,7 @@ type flakyLeases struct {
 	down   bool
 	refuse error         // every call fails at once with this (an API server answering 503)
 	lag    time.Duration // every write takes this long
+	slow   time.Duration // every call takes this long, cut by its context
 	check  func(ctx context.Context, op string)
 	// lose makes the next call of that op land on the server with its
 	// answer lost: the caller times out.
@@ -271,6 +272,11 @@ func (f *flakyLeases) through(ctx context.Context, op string) error {
 	}
 	if f.refuse != nil {
 		return f.refuse
+	}
+	if f.slow > 0 {
+		if err := slowCall(ctx, f.clock, f.slow); err != nil {
+			return fmt.Errorf("%s lease: %w", op, err)
+		}
 	}
 	if !f.down {
 		return nil
