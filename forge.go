@@ -312,7 +312,10 @@ func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
 	}
 	over := now.Sub(n.sent) >= window
 	switch {
-	case n.state == stateEnabling && r == readOn && (n.before == readOff || over):
+	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.sent.Before(n.unsure) || over):
+		// Sent inside unsure, a change to 1 may be the previous sidecar
+		// process's enable landing, with ours still to come: only the
+		// whole window confirms it.
 		n.state, n.loaded, n.failures = stateOn, n.sending, 0
 	case n.state == stateEnabling && over:
 		// Delivered and not confirmed: unknown, never off.

@@ -134,6 +134,8 @@ func TestConfirm(t *testing.T) {
 		{"inv5: a 0 after a disable sent at 0 proves nothing yet", nodeState{state: stateDisabling, before: readOff}, readOff, time.Second, stateDisabling},
 		{"inv5: a 0 after a disable sent at 0, once the window passed", nodeState{state: stateDisabling, before: readOff}, readOff, window, stateOff},
 		{"inv4: a successor's disable 1 -> 0 inside unsure confirms nothing yet", nodeState{state: stateDisabling, before: readOn, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateDisabling},
+		{"inv4: a successor's enable 0 -> 1 inside unsure confirms nothing yet", nodeState{state: stateEnabling, before: readOff, unsure: t0.Add(time.Second)}, readOn, 100 * time.Millisecond, stateEnabling},
+		{"inv4: a successor's enable sent inside unsure, once the window passed", nodeState{state: stateEnabling, before: readOff, unsure: t0.Add(time.Second)}, readOn, window, stateOn},
 		{"inv4: a successor's 0 inside unsure is not off", nodeState{state: stateUnknown, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateUnknown},
 		{"inv5: a disable not confirmed stays disabling (decide escalates)", nodeState{state: stateDisabling, before: readOn}, readOn, window, stateDisabling},
 		{"inv4: a 1 before our first signal is not an enable: unknown", nodeState{state: stateOff, fresh: true}, readOn, 0, stateUnknown},
@@ -1420,6 +1422,51 @@ func TestSuccessorOfAnOffNodeRenews(t *testing.T) {
 					t.Errorf("kills %d, probe kills %d, leading %v, forging %v: want the successor leading and forging, no kill",
 						a.node.kills, a.node.probeKill, a.s.el.leadingAt(w.clock.now()), a.node.on)
 				}
+				w.noOverlap()
+			})
+		}
+	}
+}
+
+// TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors: the leader's
+// sidecar sends an enable to its off node (handled 4.8 s later) and dies;
+// its successor renews over a slow API and sends its own enable (handled
+// 4.9 s later). The predecessor's enable lands first: that 1 does not
+// confirm the successor's, which is still to come. When the successor must
+// step down (its health check fails) just after its unsure window, its
+// disable waits for its own enable or kills: it never releases while that
+// enable can still make the node forge beside the new leader.
+func TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors(t *testing.T) {
+	for _, slow := range []time.Duration{500 * time.Millisecond, time.Second} {
+		for _, after := range []time.Duration{10 * time.Millisecond, 510 * time.Millisecond} {
+			t.Run(fmt.Sprintf("API %s/step down at unsure+%s", slow, after), func(t *testing.T) {
+				w, a := pair(t)
+				last := a.s.el.renewedAt
+				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+				a.stopped = true
+				w.clock.setTo(a.s.el.renewedAt.Add(time.Second))
+				a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
+				k := a.node.hups + 1
+				a.node.hupDelay = func(n int) time.Duration {
+					switch n {
+					case k:
+						return 4800 * time.Millisecond
+					case k + 1:
+						return 4900 * time.Millisecond
+					}
+					return 20 * time.Millisecond
+				}
+				a.node.signal(a.node.proc(), unix.SIGHUP)
+				w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
+				a.api.slow = slow
+				w.startSidecar(a)
+				stepDown := a.s.node.unsure.Add(after)
+				w.runUntil(10*time.Second, "the step-down", func() bool { return !w.clock.now().Before(stepDown) })
+				for range a.cfg.HealthThreshold {
+					a.s.health.record(errors.New("node health endpoint failing"))
+				}
+				a.next = w.clock.now()
+				w.run(15 * time.Second)
 				w.noOverlap()
 			})
 		}

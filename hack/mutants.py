@@ -95,7 +95,7 @@ muts = [
   "	e.holding = false\n	cctx, cancel := context.WithTimeout(ctx, e.timing.api)", "	cctx, cancel := context.WithTimeout(ctx, e.timing.api)",
   "TestInvariant7LostReleaseReply|TestInvariant7LostReleaseReplyEndsLeadership", ("	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}", "	e.holding = false\n	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}")),
  ("a reading equal to the one before the signal confirms it", "forge.go",
-  "	case n.state == stateEnabling && r == readOn && (n.before == readOff || over):", "	case n.state == stateEnabling && r == readOn:",
+  "	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.sent.Before(n.unsure) || over):", "	case n.state == stateEnabling && r == readOn:",
   "TestInvariant5NewKeysThenStepDown|TestConfirm"),
  ("a restarted sidecar forgets the old promise", "health.go",
   "		return inheritance{active: !rec.Boot, known:", "		return inheritance{active: false, known:",
@@ -250,6 +250,9 @@ muts = [
  ("a successor's renews during the hold cut at its wait's end", "forge.go",
   "	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {\n		limit", "	if w := s.waitInput(now, f); w.waiting() {\n		limit",
   "TestSuccessorRenewsAreCutAtTheHold"),
+ ("a successor's enable confirmed by its predecessor's landing", "forge.go",
+  "(n.before == readOff && !n.sent.Before(n.unsure) || over)", "(n.before == readOff || over)",
+  "TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors|TestConfirm"),
 ]
 
 def main(only):
