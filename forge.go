@@ -282,6 +282,8 @@ type nodeState struct {
 	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
 	before    reading   // the gauge when it was sent: only a change confirms
 	lastRead  reading   // what the gauge last said: a failed look says nothing
+	readAt    time.Time // when it said so
+	beforeAt  time.Time // when before was read
 	sending   string    // the credentials digest an enable in flight carries
 	loaded    string    // the digest the node runs with; "" unknown
 	failures  int       // consecutive enables that did not take
@@ -308,14 +310,15 @@ func (n *nodeState) mayForge() bool { return n.state != stateOff }
 // judged by the reading.
 func (n *nodeState) confirm(r reading, now time.Time, window time.Duration) {
 	if r != readNone {
-		n.lastRead = r // a failed look says nothing of the node
+		n.lastRead, n.readAt = r, now // a failed look says nothing of the node
 	}
 	over := now.Sub(n.sent) >= window
 	switch {
-	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.sent.Before(n.unsure) || over):
-		// Sent inside unsure, a change to 1 may be the previous sidecar
-		// process's enable landing, with ours still to come: only the
-		// whole window confirms it.
+	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.beforeAt.Before(n.unsure) || over):
+		// With the 0 before it read inside unsure, a change to 1 may be the
+		// previous sidecar process's enable landing (before or after ours
+		// was sent), with ours still to come: only the whole window
+		// confirms it.
 		n.state, n.loaded, n.failures = stateOn, n.sending, 0
 	case n.state == stateEnabling && over:
 		// Delivered and not confirmed: unknown, never off.

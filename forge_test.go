@@ -135,6 +135,8 @@ func TestConfirm(t *testing.T) {
 		{"inv5: a 0 after a disable sent at 0, once the window passed", nodeState{state: stateDisabling, before: readOff}, readOff, window, stateOff},
 		{"inv4: a successor's disable 1 -> 0 inside unsure confirms nothing yet", nodeState{state: stateDisabling, before: readOn, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateDisabling},
 		{"inv4: a successor's enable 0 -> 1 inside unsure confirms nothing yet", nodeState{state: stateEnabling, before: readOff, unsure: t0.Add(time.Second)}, readOn, 100 * time.Millisecond, stateEnabling},
+		{"inv4: a successor's enable sent after unsure against a 0 read inside it confirms nothing yet", nodeState{state: stateEnabling, before: readOff, beforeAt: t0.Add(-time.Second), unsure: t0.Add(-time.Second / 2)}, readOn, 100 * time.Millisecond, stateEnabling},
+		{"inv4: a successor's enable against a 0 read after unsure: confirmed by the change", nodeState{state: stateEnabling, before: readOff, beforeAt: t0, unsure: t0.Add(-time.Second / 2)}, readOn, 100 * time.Millisecond, stateOn},
 		{"inv4: a successor's enable sent inside unsure, once the window passed", nodeState{state: stateEnabling, before: readOff, unsure: t0.Add(time.Second)}, readOn, window, stateOn},
 		{"inv4: a successor's 0 inside unsure is not off", nodeState{state: stateUnknown, unsure: t0.Add(time.Second)}, readOff, 100 * time.Millisecond, stateUnknown},
 		{"inv5: a disable not confirmed stays disabling (decide escalates)", nodeState{state: stateDisabling, before: readOn}, readOn, window, stateDisabling},
@@ -1428,47 +1430,104 @@ func TestSuccessorOfAnOffNodeRenews(t *testing.T) {
 	}
 }
 
-// TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors: the leader's
-// sidecar sends an enable to its off node (handled 4.8 s later) and dies;
-// its successor renews over a slow API and sends its own enable (handled
-// 4.9 s later). The predecessor's enable lands first: that 1 does not
-// confirm the successor's, which is still to come. When the successor must
-// step down (its health check fails) just after its unsure window, its
-// disable waits for its own enable or kills: it never releases while that
-// enable can still make the node forge beside the new leader.
+// twoLateEnables: bp-0 leads; 1 s after a renew its sidecar sends an
+// enable to its off node (handled 4.8 s later) and dies; the next SIGHUP
+// the node gets, its successor's, takes 4.9 s. It returns the moment of
+// the predecessor's enable; the caller sets the faults and starts the
+// successor.
+func twoLateEnables(t *testing.T) (*world, *replica, time.Time) {
+	t.Helper()
+	w, a := pair(t)
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	a.stopped = true
+	w.clock.setTo(a.s.el.renewedAt.Add(time.Second))
+	a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
+	k := a.node.hups + 1
+	a.node.hupDelay = func(n int) time.Duration {
+		switch n {
+		case k:
+			return 4800 * time.Millisecond
+		case k + 1:
+			return 4900 * time.Millisecond
+		}
+		return 20 * time.Millisecond
+	}
+	sent := w.clock.now()
+	a.node.signal(a.node.proc(), unix.SIGHUP)
+	w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
+	return w, a, sent
+}
+
+// failHealth makes a's health check fail now: it must hand over.
+func failHealth(w *world, a *replica) {
+	for range a.cfg.HealthThreshold {
+		a.s.health.record(errors.New("node health endpoint failing"))
+	}
+	a.next = w.clock.now()
+}
+
+// TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors: after
+// twoLateEnables, the successor renews over a slow API and sends its own
+// enable. The predecessor's enable lands first: that 1 does not confirm
+// the successor's, which is still to come. When the successor must step
+// down just after its unsure window, its disable waits for its own enable
+// or kills: it never releases while that enable can still make the node
+// forge beside the new leader.
 func TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors(t *testing.T) {
 	for _, slow := range []time.Duration{500 * time.Millisecond, time.Second} {
 		for _, after := range []time.Duration{10 * time.Millisecond, 510 * time.Millisecond} {
 			t.Run(fmt.Sprintf("API %s/step down at unsure+%s", slow, after), func(t *testing.T) {
-				w, a := pair(t)
-				last := a.s.el.renewedAt
-				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-				a.stopped = true
-				w.clock.setTo(a.s.el.renewedAt.Add(time.Second))
-				a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
-				k := a.node.hups + 1
-				a.node.hupDelay = func(n int) time.Duration {
-					switch n {
-					case k:
-						return 4800 * time.Millisecond
-					case k + 1:
-						return 4900 * time.Millisecond
-					}
-					return 20 * time.Millisecond
-				}
-				a.node.signal(a.node.proc(), unix.SIGHUP)
-				w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
+				w, a, _ := twoLateEnables(t)
 				a.api.slow = slow
 				w.startSidecar(a)
-				stepDown := a.s.node.unsure.Add(after)
-				w.runUntil(10*time.Second, "the step-down", func() bool { return !w.clock.now().Before(stepDown) })
-				for range a.cfg.HealthThreshold {
-					a.s.health.record(errors.New("node health endpoint failing"))
-				}
-				a.next = w.clock.now()
+				at := a.s.node.unsure.Add(after)
+				w.runUntil(10*time.Second, "the step-down", func() bool { return !w.clock.now().Before(at) })
+				failHealth(w, a)
 				w.run(15 * time.Second)
 				w.noOverlap()
 			})
 		}
 	}
+}
+
+// TestInvariant4SuccessorEnableNotConfirmedByAStaleZero: as above, but the
+// successor's enable goes after its unsure window, against a 0 it read
+// inside it, with the predecessor's enable landing in between: because the
+// API answered only later, or because the gauge could not be read while it
+// landed. That 0 is no "before": the 1 that follows confirms nothing.
+func TestInvariant4SuccessorEnableNotConfirmedByAStaleZero(t *testing.T) {
+	for _, from := range []time.Duration{3500 * time.Millisecond, 4 * time.Second} {
+		t.Run(fmt.Sprintf("API refusing, then 1 s a call from T+%s", from), func(t *testing.T) {
+			w, a, T := twoLateEnables(t)
+			a.api.refuse = apierrors.NewServiceUnavailable("busy")
+			a.api.check = func(ctx context.Context, op string) {
+				if !w.clock.now().Before(T.Add(from)) {
+					a.api.refuse, a.api.slow = nil, time.Second
+				}
+			}
+			w.startSidecar(a)
+			w.runUntil(15*time.Second, "the successor's enable", func() bool { return a.s.node.n.state == stateEnabling })
+			w.run(1200 * time.Millisecond)
+			failHealth(w, a)
+			w.run(15 * time.Second)
+			w.noOverlap()
+		})
+	}
+	t.Run("gauge unreadable while the predecessor's enable lands", func(t *testing.T) {
+		w, a, T := twoLateEnables(t)
+		a.api.refuse = apierrors.NewServiceUnavailable("busy")
+		w.startSidecar(a)
+		w.runUntil(10*time.Second, "T+4.4s", func() bool { return !w.clock.now().Before(T.Add(4400 * time.Millisecond)) })
+		a.node.gaugeErr = errors.New("metrics endpoint timeout")
+		w.runUntil(10*time.Second, "T+6s", func() bool { return !w.clock.now().Before(T.Add(6 * time.Second)) })
+		a.api.refuse = nil
+		w.runUntil(3*time.Second, "the successor's enable", func() bool { return a.s.node.n.state == stateEnabling })
+		w.run(300 * time.Millisecond)
+		a.node.gaugeErr = nil
+		w.run(500 * time.Millisecond)
+		failHealth(w, a)
+		w.run(15 * time.Second)
+		w.noOverlap()
+	})
 }

@@ -482,7 +482,7 @@ func (t *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
 	}
 	n.signalErr = nil
 	t.signals.set(t.log, nil)
-	n.signalled, n.sent, n.before = true, now, n.lastRead
+	n.signalled, n.sent, n.before, n.beforeAt = true, now, n.lastRead, n.readAt
 	reason := "disable"
 	switch {
 	case enable:

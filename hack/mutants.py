@@ -95,7 +95,7 @@ muts = [
   "	e.holding = false\n	cctx, cancel := context.WithTimeout(ctx, e.timing.api)", "	cctx, cancel := context.WithTimeout(ctx, e.timing.api)",
   "TestInvariant7LostReleaseReply|TestInvariant7LostReleaseReplyEndsLeadership", ("	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}", "	e.holding = false\n	e.lease = got\n	e.observe(got, e.now())\n	return nil\n}")),
  ("a reading equal to the one before the signal confirms it", "forge.go",
-  "	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.sent.Before(n.unsure) || over):", "	case n.state == stateEnabling && r == readOn:",
+  "	case n.state == stateEnabling && r == readOn && (n.before == readOff && !n.beforeAt.Before(n.unsure) || over):", "	case n.state == stateEnabling && r == readOn:",
   "TestInvariant5NewKeysThenStepDown|TestConfirm"),
  ("a restarted sidecar forgets the old promise", "health.go",
   "		return inheritance{active: !rec.Boot, known:", "		return inheritance{active: false, known:",
@@ -227,7 +227,7 @@ muts = [
   "	if n.mayForge() && f.holdUntil.After(now) {\n		wait = min(wait, f.holdUntil.Sub(now))", "	if false {\n		wait = min(wait, f.holdUntil.Sub(now))",
   "TestSuccessorHoldEndsBeforeTheDeadline"),
  ("a failed look overwrites what the gauge last said", "forge.go",
-  "	if r != readNone {\n		n.lastRead = r", "	if true {\n		n.lastRead = r",
+  "	if r != readNone {\n		n.lastRead, n.readAt = r, now", "	if true {\n		n.lastRead, n.readAt = r, now",
   "TestExLeaderConfirmsWithASlowishGauge|TestSuccessorWaitsThroughGaugeFaults"),
  ("a failed look ends a successor's wait", "forge.go",
   "	return in.state == stateUnknown && in.lastRead != readOn && in.now.Before(in.waitEnd())", "	return in.state == stateUnknown && in.lastRead == readOff && in.now.Before(in.waitEnd())",
@@ -251,8 +251,11 @@ muts = [
   "	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {\n		limit", "	if w := s.waitInput(now, f); w.waiting() {\n		limit",
   "TestSuccessorRenewsAreCutAtTheHold"),
  ("a successor's enable confirmed by its predecessor's landing", "forge.go",
-  "(n.before == readOff && !n.sent.Before(n.unsure) || over)", "(n.before == readOff || over)",
+  "(n.before == readOff && !n.beforeAt.Before(n.unsure) || over)", "(n.before == readOff || over)",
   "TestInvariant4SuccessorEnableNotConfirmedByItsPredecessors|TestConfirm"),
+ ("a successor's enable confirmed against a 0 read before its unsure window ended", "forge.go",
+  "(n.before == readOff && !n.beforeAt.Before(n.unsure) || over)", "(n.before == readOff && !n.sent.Before(n.unsure) || over)",
+  "TestInvariant4SuccessorEnableNotConfirmedByAStaleZero"),
 ]
 
 def main(only):
