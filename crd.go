@@ -144,16 +144,16 @@ func (w *statusWriter) desired(now time.Time, f leaderFacts) leaderStatus {
 
 // kubeLeaders is leaderAPI over the REST client.
 type kubeLeaders struct {
-	rc     *rest.RESTClient
-	c      *config
-	name   string
-	labels map[string]string
+	rc                     *rest.RESTClient
+	group, version, plural string // CRD_GROUP, CRD_VERSION, CRD_PLURAL
+	namespace, name        string
+	labels                 map[string]string
 }
 
 var _ leaderAPI = (*kubeLeaders)(nil)
 
 func (k *kubeLeaders) path(sub ...string) string {
-	p := "/apis/" + k.c.CRDGroup + "/" + k.c.CRDVersion + "/namespaces/" + k.c.Namespace + "/" + k.c.CRDPlural
+	p := "/apis/" + k.group + "/" + k.version + "/namespaces/" + k.namespace + "/" + k.plural
 	for _, s := range sub {
 		p += "/" + s
 	}
@@ -162,22 +162,22 @@ func (k *kubeLeaders) path(sub ...string) string {
 
 func (k *kubeLeaders) get(ctx context.Context) (*leaderObject, error) {
 	b, err := k.rc.Get().AbsPath(k.path(k.name)).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("get", "cardanoleader", k.c.Namespace, k.name, err))
+	return decodeLeader(b, wrapAPI("get", "cardanoleader", k.namespace, k.name, err))
 }
 
 func (k *kubeLeaders) create(ctx context.Context) (*leaderObject, error) {
 	body, _ := json.Marshal(map[string]any{
-		"apiVersion": k.c.CRDGroup + "/" + k.c.CRDVersion, "kind": "CardanoLeader",
+		"apiVersion": k.group + "/" + k.version, "kind": "CardanoLeader",
 		"metadata": map[string]any{"name": k.name, "labels": k.labels}, "spec": map[string]any{},
 	})
 	b, err := k.rc.Post().AbsPath(k.path()).SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("create", "cardanoleader", k.c.Namespace, k.name, err))
+	return decodeLeader(b, wrapAPI("create", "cardanoleader", k.namespace, k.name, err))
 }
 
 func (k *kubeLeaders) patchStatus(ctx context.Context, st leaderStatus) (*leaderObject, error) {
 	body, _ := json.Marshal(map[string]any{"status": st})
 	b, err := k.rc.Patch(types.MergePatchType).AbsPath(k.path(k.name, "status")).Body(body).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("patch", "cardanoleader", k.c.Namespace, k.name, err))
+	return decodeLeader(b, wrapAPI("patch", "cardanoleader", k.namespace, k.name, err))
 }
 
 func decodeLeader(b []byte, err error) (*leaderObject, error) {

@@ -302,7 +302,7 @@ func fenceBeforeAnyAPICall(t *testing.T, lag time.Duration) {
 	a.api.check = func(ctx context.Context, op string) {
 		now := w.clock.now()
 		n := &a.s.node.n
-		if !now.Before(f.fenceAt) && inspect(a.s.creds, a.s.sources) != filesAbsent && n.presence == nodeUp && n.mayForge() {
+		if !now.Before(f.fenceAt) && inspect(a.s.keys.creds, a.s.sources) != filesAbsent && n.presence == nodeUp && n.mayForge() {
 			violations = append(violations, op+" with the keys in place "+now.Sub(f.fenceAt).String()+" past the deadline")
 		}
 		if dl, ok := ctx.Deadline(); ok && a.s.node.n.mayForge() && now.Add(time.Until(dl)).After(f.stopBy.Add(10*time.Millisecond)) {
@@ -691,7 +691,7 @@ func TestInvariant1EnableWritesTheHeartbeatFirst(t *testing.T) {
 			continue
 		}
 		r.node.onSignal = func(sig unix.Signal) {
-			if sig == unix.SIGHUP && died == nil && inspect(r.s.creds, r.s.sources) == filesCurrent {
+			if sig == unix.SIGHUP && died == nil && inspect(r.s.keys.creds, r.s.sources) == filesCurrent {
 				died, r.stopped = r, true // the enable is out; the process dies now...
 				tmp := filepath.Join(filepath.Dir(r.cfg.HeartbeatFile), "."+filepath.Base(r.cfg.HeartbeatFile)+".tmp")
 				os.Mkdir(tmp, 0o700) // ...so nothing it would write after lands
@@ -1048,7 +1048,7 @@ func TestInheritedPromise(t *testing.T) {
 	w.startSidecar(a)
 	s, now := a.s, w.clock.now()
 	s.node.n = nodeState{presence: nodeUp, state: stateOn, proc: a.node.proc()}
-	if v := s.heartbeatValidity(now, s.facts(now)); w.boottime()+v > promised {
+	if v := heartbeatValidity(now, &s.node.n, s.facts(now), s.tm.probe, s.tm.lease); w.boottime()+v > promised {
 		t.Errorf("the successor promises %s beyond its predecessor", w.boottime()+v-promised)
 	}
 	if f := s.facts(now); f.stopBy.IsZero() || now.Add(promised-w.boottime()+a.cfg.Probe.budget()).Before(f.stopBy) {

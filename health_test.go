@@ -39,7 +39,7 @@ func get(t *testing.T, h http.Handler, method, path string) (int, string) {
 
 func TestHTTPEndpoints(t *testing.T) {
 	s, clock := testSidecar(t)
-	h := s.handler()
+	h := handlerOf(s)
 	// Before the first pass: alive is unknown, nothing is ready.
 	for _, p := range []string{"/healthz", "/health", "/readyz", "/startup-status", "/status"} {
 		if code, _ := get(t, h, "GET", p); code != http.StatusServiceUnavailable {
@@ -89,7 +89,7 @@ func TestHTTPEndpoints(t *testing.T) {
 // here is 1970 plus a little: a wall-clock age would be 56 years).
 func TestHealthzFails(t *testing.T) {
 	s, clock := testSidecar(t)
-	h := s.handler()
+	h := handlerOf(s)
 	lead(s, clock.now())
 	s.publish(clock.now(), s.el.facts(clock.now()))
 	if code, body := get(t, h, "GET", "/healthz"); code != 200 {
@@ -130,7 +130,7 @@ func TestReadyz(t *testing.T) {
 				lead(s, clock.now())
 			}
 			s.publish(clock.now(), s.el.facts(clock.now()))
-			code, body := get(t, s.handler(), "GET", "/readyz")
+			code, body := get(t, handlerOf(s), "GET", "/readyz")
 			if (code == 200) != tc.ready {
 				t.Errorf("readyz %d %q; want ready %v", code, body, tc.ready)
 			}
@@ -144,7 +144,7 @@ func TestMetricsSeries(t *testing.T) {
 	s, clock := testSidecar(t)
 	s.publish(clock.now(), leadership{})
 	s.m.apiError(apiOp(wrapAPI("update", "lease", "ns", "x", errors.New("boom"))))
-	_, body := get(t, s.handler(), "GET", "/metrics")
+	_, body := get(t, handlerOf(s), "GET", "/metrics")
 	for _, series := range []string{
 		"cardano_forging_enabled{", "cardano_leader_status{", "cardano_leadership_changes_total{",
 		`cardano_sighup_signals_total{pod="bp-0"`, `reason="enable"}`, `reason="disable"}`,
@@ -167,4 +167,9 @@ func TestLabelEscaping(t *testing.T) {
 	if got != `pool_id="a\"b\\c"` {
 		t.Errorf("got %s", got)
 	}
+}
+
+// handlerOf is the HTTP surface main.go wires for s.
+func handlerOf(s *sidecar) http.Handler {
+	return newStatusServer(s.board, s.m.write, s.now, s.tm.lease).handler()
 }

@@ -395,3 +395,54 @@ func copySelf(f *os.File) error {
 	_, err = io.Copy(f, self)
 	return err
 }
+
+// keyFiles are the credentials the loop places and removes, with what it
+// tells of each write and removal.
+type keyFiles struct {
+	creds []credential // none for a replica that never forges
+	log   *slog.Logger
+	count func(op, targetVar string) // a metric per write or removal
+}
+
+// read reads and checks the sources; nil data if there are no credentials
+// to read or one is unusable.
+func (k keyFiles) read() ([][]byte, string, error) {
+	if len(k.creds) == 0 {
+		return nil, "", nil
+	}
+	return readSources(k.creds)
+}
+
+// place writes every credential that is missing or differs; false if one
+// could not be written.
+func (k keyFiles) place(sources [][]byte) bool {
+	ok := true
+	for i, cr := range k.creds {
+		wrote, err := ensureFile(cr.target, sources[i])
+		if err != nil {
+			k.log.Error("cannot write credential", "file", cr.targetVar, "err", err)
+			ok = false
+			continue
+		}
+		if wrote {
+			k.count("write", cr.targetVar)
+		}
+	}
+	return ok
+}
+
+// remove unlinks every credential; false if one could not be removed.
+func (k keyFiles) remove() bool {
+	ok := true
+	for _, cr := range k.creds {
+		removed, err := removeFile(cr.target)
+		if err != nil {
+			k.log.Error("cannot remove credential", "file", cr.targetVar, "err", err)
+			ok = false
+		}
+		if removed {
+			k.count("remove", cr.targetVar)
+		}
+	}
+	return ok
+}

@@ -24,7 +24,7 @@ package main
 //     only until RENEW_DEADLINE after the start of its last successful
 //     write. A Lease deleted, recreated by another replica or edited so that
 //     it names someone else ends the leadership at once; past the deadline
-//     the holder fences itself (forge.go) without waiting for any API call,
+//     the holder fences itself (loop.go) without waiting for any API call,
 //     and every call's timeout is cut to the time left before it.
 //  5. On a clean stop the holder, once its node has stopped forging,
 //     releases the Lease: empty holder and an annotation naming itself. A
@@ -45,14 +45,13 @@ package main
 // differ by less than 15/14. Like client-go, this is not fencing by the
 // storage: it relies on the deadline being honoured, which is why the node
 // side is confirmed and, failing that, killed, and why a dead-man probe
-// covers a sidecar that can no longer act (health.go). What a replica does
+// covers a sidecar that can no longer act (deadman.go). What a replica does
 // not promise: anything about writers that do not follow these rules (a
 // replica of an older version, the Python predecessor, a person editing
 // the holder to another name).
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -86,23 +85,6 @@ const releasedBy = "cardano.io/released-by"
 // timing is the election's and the node side's timing, as configured.
 type timing struct {
 	lease, renew, retry, api, confirm time.Duration
-}
-
-// deadmanProbe is the node container's livenessProbe as deployed: the
-// heartbeat runs out at the leader's fence, and the probe must have the node
-// killed within LEASE_DURATION - RENEW_DEADLINE of that.
-type deadmanProbe struct {
-	period    time.Duration
-	threshold int
-	timeout   time.Duration
-	grace     time.Duration
-}
-
-// budget is the latest the kubelet kills the node after the heartbeat ran
-// out: the next probe within a period, threshold failures a period apart,
-// the last one's timeout, then the probe's termination grace.
-func (p deadmanProbe) budget() time.Duration {
-	return p.period*time.Duration(p.threshold) + p.timeout + p.grace
 }
 
 // timingProblems states every rule the timing arithmetic relies on, each as
@@ -167,7 +149,7 @@ type leadership struct {
 	holder string
 	// inherited: stopBy comes from the heartbeat of a previous sidecar
 	// process of this pod, which this one has not renewed since; until
-	// holdUntil it may leave its node as it is (forge.go inheritInto).
+	// holdUntil it may leave its node as it is (deadman.go inheritance.bound).
 	inherited bool
 	holdUntil time.Time
 }
@@ -405,7 +387,7 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 	if r.holder != e.identity && e.holding {
 		// Someone else's now: they may forge at once. (A record naming us
 		// from an earlier sidecar process is bounded by that process's
-		// heartbeat, which its successor inherits: forge.go.)
+		// heartbeat, which its successor inherits: deadman.go.)
 		e.holding, e.urgent = false, t
 	}
 }
@@ -566,52 +548,4 @@ func (k *kubeLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coor
 	out := &coordinationv1.Lease{}
 	err := k.rc.Put().AbsPath(append(k.path(), k.name)...).Body(l).Do(ctx).Into(out)
 	return out, wrapAPI("update", "lease", k.namespace, k.name, err)
-}
-
-// wrapAPI names the operation and object; apierrors.Is* still see through.
-func wrapAPI(op, kind, ns, name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &apiError{op: op, err: fmt.Errorf("%s %s %s/%s: %w", op, kind, ns, name, err)}
-}
-
-// apiError carries the operation for the api_errors metric.
-type apiError struct {
-	op  string
-	err error
-}
-
-func (e *apiError) Error() string { return e.err.Error() }
-func (e *apiError) Unwrap() error { return e.err }
-
-// apiOp is the operation of a failed API call, for metrics.
-func apiOp(err error) string {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae.op
-	}
-	return "other"
-}
-
-// raceLost tells an error that only means another replica wrote first (or
-// the Lease is not there yet): expected in an election, not trouble.
-func raceLost(err error) bool {
-	return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
-}
-
-func ptr[T any](v T) *T { return &v }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-func derefInt(i *int32) int32 {
-	if i == nil {
-		return 0
-	}
-	return *i
 }

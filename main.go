@@ -39,13 +39,9 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
-
-	coordinationv1 "k8s.io/api/coordination/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/serializer"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
+	"time"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=...".
@@ -130,46 +126,6 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	return runSidecar(ctx, cfg, t, log)
 }
 
-// restConfig is the pod's ServiceAccount in a cluster, else KUBECONFIG.
-func restConfig(c *config) (*rest.Config, error) {
-	if c.inCluster {
-		rc, err := rest.InClusterConfig()
-		if err != nil {
-			return nil, fmt.Errorf("in-cluster API config: %w", err)
-		}
-		return rc, nil
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("KUBECONFIG=%q: %w", c.Kubeconfig, err)
-	}
-	return rc, nil
-}
-
-// newRESTClient is the one API client: client-go's REST client with only
-// the coordination/v1 types registered (custom resources travel as JSON), so
-// the binary carries no generated clientset.
-func newRESTClient(rc *rest.Config) (*rest.RESTClient, error) {
-	rc = rest.CopyConfig(rc)
-	scheme := runtime.NewScheme()
-	if err := coordinationv1.AddToScheme(scheme); err != nil {
-		return nil, err
-	}
-	rc.APIPath = "/apis"
-	rc.GroupVersion = &coordinationv1.SchemeGroupVersion
-	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()
-	rc.ContentType = runtime.ContentTypeJSON
-	rc.UserAgent = "forge-manager/" + version
-	// HTTP/1.1: a request that timed out takes its connection with it, so
-	// after a partition the next request dials afresh instead of queueing
-	// on a dead HTTP/2 connection until its health check notices (30-45s).
-	rc.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	// Far above the ~1 request/s a replica sends; the limiter must never
-	// make a renew wait.
-	rc.QPS, rc.Burst = 50, 100
-	return rest.RESTClientFor(rc)
-}
-
 // trouble is a condition that keeps this replica from part of its job: it
 // is logged at WARN once when it starts and once when it ends (SPEC 8),
 // never on every pass; changes in between are DEBUG.
@@ -203,4 +159,85 @@ func randomID() string {
 func newLogger(w io.Writer, level slog.Level, attrs []slog.Attr) *slog.Logger {
 	h := slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})
 	return slog.New(h.WithAttrs(attrs))
+}
+
+// runSidecar wires the sidecar and runs it until ctx ends (SIGTERM), then
+// hands over. The health poller and the HTTP server run beside the loop
+// and are joined before it returns.
+func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) error {
+	rc, err := restConfig(c)
+	if err != nil {
+		return err
+	}
+	client, err := newRESTClient(rc)
+	if err != nil {
+		return fmt.Errorf("API client: %w", err)
+	}
+	identity := c.PodName + "_" + c.PodUID
+	if c.PodUID == "" {
+		identity = c.PodName + "_" + randomID()
+	}
+	host, err := newHostNode(procFS{root: "/proc", self: os.Getpid()}, c.NodeProcessName, c.NodeSocket, c.NodeMetricsURL)
+	if err != nil {
+		return err
+	}
+	s := newSidecar(c, t, log, time.Now, host)
+	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: t.Lease, labels: t.Labels}, identity, c.timing(), s.now)
+	s.status = newStatusWriter(&kubeLeaders{rc: client, group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural,
+		namespace: c.Namespace, name: t.Leader, labels: t.Labels}, c.PodName, identity)
+	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+t.Lease,
+		"leader_object", t.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
+		"renew_deadline", c.RenewDeadline.String(), "retry_period", c.RetryPeriod.String(), "uid", os.Getuid())
+	for _, n := range c.notices {
+		log.Warn("configuration notice", "notice", n)
+	}
+	srv, err := listen(c.MetricsPort, newStatusServer(s.board, s.m.write, s.now, c.LeaseDuration))
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	hctx, stopHealth := context.WithCancel(ctx)
+	wg.Go(func() { s.health.run(hctx) })
+	wg.Go(func() { srv.serve() })
+	err = s.run(ctx)
+	stopHealth()
+	srv.Close()
+	wg.Wait()
+	return err
+}
+
+// newSidecar builds the sidecar from the configuration: the one place that
+// reads it for the loop. Whether this replica can forge at all is decided
+// here: a relay or monitor gets no credentials and no heartbeat, and a
+// reason never to forge. The elector and the status writer need the API
+// and are wired by the caller.
+func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time, host nodeAccess) *sidecar {
+	s := &sidecar{
+		log: log, now: now, sleep: time.Sleep, board: &board{},
+		tm: loopTiming{timing: c.timing(), probe: c.Probe.budget(), socketFails: c.HealthThreshold},
+		names: replicaNames{pod: c.PodName, lease: c.Namespace + "/" + t.Lease, network: t.Network,
+			poolID: t.PoolID, region: t.Region, nodeProcess: c.NodeProcessName},
+	}
+	s.m = newMetricSet(s.board, "pod", c.PodName, "cardano_network", c.Network, "pool_id", c.PoolID,
+		"pool_ticker", c.PoolTicker, "application_type", c.AppType, "cluster_region", c.Region)
+	s.keys = keyFiles{log: log, count: s.m.credentialOp}
+	s.hb = heartbeat{pod: c.PodName, clock: boottime}
+	if c.AppType == appBlockProducer {
+		s.keys.creds = credentials(c)
+		s.hb.path, s.hb.files = c.HeartbeatFile, targets(s.keys.creds)
+	} else {
+		s.never = "application type " + c.AppType + " never forges"
+	}
+	s.health = newHealthChecker(c.HealthEndpoint, c.HealthInterval, c.HealthTimeout, c.HealthThreshold, log)
+	s.inherit = inheritFrom(c.HeartbeatFile)
+	s.node = newNodeTracker(host, c.NodeProcessName, c.ConfirmTimeout, c.SocketWaitTimeout, c.NodeMetricsURL != "", log, s.m)
+	if s.inherit.active {
+		s.node.prev = &s.inherit
+		s.node.unsure = now().Add(c.ConfirmTimeout) // the last process's last signal has been handled by then
+	}
+	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
+	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}
+	s.statusTrouble = trouble{what: "CardanoLeader status writes failing", ok: "CardanoLeader status writes working again"}
+	s.heartbeatTrouble = trouble{what: "cannot write the heartbeat; the dead-man probe will restart the node", ok: "heartbeat written again"}
+	return s
 }

@@ -23,14 +23,14 @@ type metricSet struct {
 	labels string // the tenant labels, rendered once
 }
 
-func newMetricSet(c *config, s *sidecar) *metricSet {
+// newMetricSet declares every series on b, with labels (key, value pairs)
+// on each.
+func newMetricSet(b *board, labels ...string) *metricSet {
 	metrics.ExposeMetadata(true) // # TYPE lines, for scrapers that want them
-	m := &metricSet{set: metrics.NewSet(), labels: renderLabels(
-		"pod", c.PodName, "cardano_network", c.Network, "pool_id", c.PoolID, "pool_ticker", c.PoolTicker,
-		"application_type", c.AppType, "cluster_region", c.Region)}
+	m := &metricSet{set: metrics.NewSet(), labels: renderLabels(labels...)}
 	view := func(f func(v *snapshot) float64) func() float64 {
 		return func() float64 {
-			if v := s.view.Load(); v != nil {
+			if v := b.load(); v != nil {
 				return f(v)
 			}
 			return 0

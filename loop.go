@@ -1,0 +1,495 @@
+package main
+
+// The pass that drives the forging state machine (forge.go). One pass:
+// read the credentials' sources (keys.go), observe the node (signal.go),
+// disable first if the node may forge without the lead (invariant 1),
+// elect (lease.go), compute the leadership facts once, then ask decide for
+// one action at a time and perform it until there is nothing to do; then
+// write the heartbeat (deadman.go), the CardanoLeader status (crd.go) and
+// the snapshot on the board (status.go), and sleep until the next
+// deadline. The pass is level-triggered (invariant 6): a restarted node, a
+// missed signal or a file removed by hand is another difference to repair.
+// docs/design.md has the picture.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// sidecar is the state of `forge-manager run`. main.go wires it; each part
+// gets the values it needs.
+type sidecar struct {
+	log    *slog.Logger
+	now    func() time.Time
+	sleep  func(time.Duration)
+	tm     loopTiming
+	names  replicaNames
+	never  string // why this replica never forges (a relay, a monitor): decided at wiring
+	el     *elector
+	node   *nodeTracker
+	keys   keyFiles
+	status *statusWriter
+	health *healthChecker
+	m      *metricSet
+	hb     heartbeat
+	board  *board
+
+	sources  [][]byte
+	digest   string
+	stopping bool
+	leading  bool   // as of the last pass, for transition logs
+	released bool   // the last leadership ended by our release
+	leaseUID string // as of the last pass: a new one while leading is a recreation
+	why      string
+
+	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
+	inherit                                                      inheritance
+}
+
+// loopTiming are the durations and limits the loop reads.
+type loopTiming struct {
+	timing                    // LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, API_TIMEOUT, SIGHUP_CONFIRM_TIMEOUT
+	probe       time.Duration // the dead-man probe's kill budget (deadmanProbe.budget)
+	socketFails int           // HEALTH_CHECK_FAILURE_THRESHOLD: failed connects that make the node unhealthy
+}
+
+// replicaNames are what the status says this replica is.
+type replicaNames struct {
+	pod, lease, network, poolID, region string
+	nodeProcess                         string // CARDANO_NODE_PROCESS_NAME, for messages
+}
+
+// run is the loop. It returns nil after a clean handover on SIGTERM.
+func (s *sidecar) run(ctx context.Context) error {
+	for {
+		wait := s.iterate(ctx)
+		select {
+		case <-ctx.Done():
+			return s.shutdown()
+		case <-s.health.changed:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// iterate is one pass: observe, elect, act, report. It returns how long to
+// sleep before the next pass.
+func (s *sidecar) iterate(ctx context.Context) time.Duration {
+	s.refreshSources()
+	octx, cancel := s.observeContext(ctx)
+	s.node.observe(octx, s.now())
+	cancel()
+	now := s.now() // after observing, which can take a second or two
+	why := s.ineligible(now)
+	// Invariant 1: past its renew deadline a replica disables forging
+	// before it makes any API call; so does one whose node may forge
+	// without its lead (a successor that may renew first holds: decide).
+	if f := s.facts(now); !f.leading {
+		s.reconcile(ctx, now, f, why)
+	}
+	if s.el.due(now) {
+		s.elect(ctx, now, why == "")
+	}
+	// The leadership facts, once, for every decision of the pass; the
+	// report reads them again after the actions (a release changes them).
+	now = s.now()
+	s.reconcile(ctx, now, s.facts(now), why)
+	now = s.now()
+	f := s.facts(now)
+	s.noteTransitions(now, f, why)
+	s.report(ctx, now, f)
+	return s.nextWake(s.now())
+}
+
+// elect runs one election step, cut at the node's stopBy while it may forge.
+func (s *sidecar) elect(ctx context.Context, now time.Time, eligible bool) {
+	cctx, cancel := s.apiContext(ctx, s.facts(now))
+	defer cancel()
+	err := s.el.step(cctx, eligible)
+	if err != nil {
+		s.m.apiError(apiOp(err))
+	}
+	if raceLost(err) {
+		err = nil // another replica wrote first: the election working, not failing
+	}
+	s.leaseTrouble.set(s.log, err)
+}
+
+// apiContext bounds API calls (invariant 1): while this replica's node may
+// still forge, no call runs past the moment it must have stopped.
+// A successor holding its node back is cut at the end of the hold, when it
+// must disable.
+func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context, context.CancelFunc) {
+	if f.stopBy.IsZero() || !s.node.n.mayForge() {
+		return context.WithCancel(ctx)
+	}
+	limit, now := f.stopBy, s.now()
+	if now.Before(f.holdUntil) {
+		limit = f.holdUntil
+	}
+	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {
+		limit = minTime(limit, w.waitEnd()) // past the hold, the wait's end is the kill's time
+	}
+	return context.WithTimeout(ctx, limit.Sub(now))
+}
+
+// observeContext bounds the look at the node (the gauge read can take a
+// second) by the next deadline on which the node may have to be killed, so
+// the kill is not late; past it, the look gets pollPending.
+func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	now, n := s.now(), &s.node.n
+	f := s.facts(now)
+	d := f.stopBy
+	earlier := func(t time.Time) {
+		if d.IsZero() || t.Before(d) {
+			d = t
+		}
+	}
+	if n.state == stateDisabling {
+		earlier(n.sent.Add(s.tm.confirm))
+	}
+	if f.held && n.state != stateDisabling {
+		earlier(f.fenceAt) // past the renew deadline, the disable comes first
+	}
+	if !f.holdUntil.IsZero() && n.state != stateDisabling {
+		earlier(f.holdUntil) // past a successor's hold, the disable comes first
+	}
+	if d.IsZero() || !n.mayForge() {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, max(d.Sub(now), lastLook))
+}
+
+// facts is the elector's leadership, with what a previous sidecar process
+// of this pod promised still standing until this one has renewed the Lease
+// itself or seen its node off.
+func (s *sidecar) facts(now time.Time) leadership {
+	f := s.el.facts(now)
+	if s.inherit.active && (f.held || !s.node.n.mayForge()) {
+		s.inherit.active = false
+	}
+	if s.inherit.active {
+		s.inherit.bound(&f, now, s.hb.clock(), s.el.identity, s.tm.probe, s.tm.confirm)
+	}
+	return f
+}
+
+// waitInput is what forgeInput.waiting looks at.
+func (s *sidecar) waitInput(now time.Time, f leadership) forgeInput {
+	n := &s.node.n
+	return forgeInput{now: now, state: n.state, lastRead: n.lastRead, unsure: n.unsure, stopBy: f.stopBy, lastFence: s.lastFence(f)}
+}
+
+// lastFence is the renew deadline f.stopBy follows from: stopBy is
+// LEASE_DURATION - killMargin after the last renew, the deadline
+// RENEW_DEADLINE after it (lease.go). For a successor, its predecessor's.
+func (s *sidecar) lastFence(f leadership) time.Time {
+	return f.stopBy.Add(-(s.tm.lease - s.tm.renew - killMargin))
+}
+
+// reconcile performs decide's actions until there is nothing to do. A
+// release is always the last.
+func (s *sidecar) reconcile(ctx context.Context, now time.Time, f leadership, why string) {
+	for i := range maxActions {
+		if i > 0 {
+			now = s.now() // an action may have taken a while
+		}
+		in := s.forgeInput(now, f, why)
+		a := decide(in)
+		if a == actNone || !s.perform(ctx, now, f, in, a, why) {
+			return
+		}
+	}
+}
+
+// forgeInput gathers what decide looks at.
+func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput {
+	n := &s.node.n
+	leading := f.leading && now.Before(f.fenceAt) // an action may have taken the pass past the deadline
+	in := forgeInput{
+		now: now, producer: s.never == "",
+		want:     leading && f.trusted && why == "",
+		stepDown: leading && why != "",
+		node:     n.presence, state: n.state, sent: n.sent,
+		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
+		retryAt: n.retryAt, confirm: s.tm.confirm, stopBy: f.stopBy, fenceAt: f.fenceAt,
+		lastRead: n.lastRead, unsure: n.unsure, holdUntil: f.holdUntil, lastFence: s.lastFence(f),
+	}
+	in.files = inspect(s.keys.creds, s.sources)
+	n.adopt(in.files, s.digest)
+	in.loaded = n.loaded == s.digest
+	return in
+}
+
+// perform carries out one action; false ends the pass's actions.
+func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in forgeInput, a action, why string) bool {
+	switch a {
+	case actPlace:
+		return s.keys.place(s.sources)
+	case actRemove:
+		s.node.n.unlinkFailed = !s.keys.remove()
+		return true
+	case actEnable:
+		// The dead-man probe is told this replica leads, and only then, if
+		// the time still allows (placing the files may have taken a while),
+		// does the signal go.
+		if !s.writeHeartbeat(f, true) || !s.now().Before(in.enableBy()) {
+			return false
+		}
+		return s.node.hup(s.now(), true, s.digest)
+	case actDisable:
+		return s.node.hup(s.now(), false, "")
+	case actKill:
+		reason := "the node did not confirm the disable before SIGHUP_CONFIRM_TIMEOUT or before another replica may take the Lease"
+		switch {
+		case in.unlinkFailed:
+			reason = "the credential files could not be removed, so no SIGHUP can disable it"
+		case in.overtakable():
+			reason = "the previous sidecar process's last SIGHUP may still be handled after a disable, and must not make it forge past the deadline"
+		}
+		return s.node.kill(reason)
+	case actRelease:
+		s.releaseLease(ctx, now, f, why)
+	}
+	return false
+}
+
+// refreshSources re-reads the Secret's files each pass: a rotated key is
+// picked up without a restart, and a broken Secret makes the replica
+// ineligible.
+func (s *sidecar) refreshSources() {
+	data, digest, err := s.keys.read()
+	s.sourceTrouble.set(s.log, err)
+	if err == nil {
+		s.sources, s.digest = data, digest
+	} else {
+		s.sources, s.digest = nil, ""
+	}
+}
+
+// ineligible says why this replica may not forge now ("" if it may).
+func (s *sidecar) ineligible(now time.Time) string {
+	n := &s.node.n
+	switch {
+	case s.never != "":
+		return s.never
+	case s.stopping:
+		return "shutting down"
+	case s.sources == nil:
+		return "credentials unusable: " + errString(s.sourceTrouble.err)
+	case n.presence == nodeAbsent:
+		return "node process not found"
+	case n.presence == nodeHidden:
+		return fmt.Sprintf("the node's socket answers but no process named %s is visible: the pod needs shareProcessNamespace: true", s.names.nodeProcess)
+	case n.presence == nodeAmbiguous:
+		return errString(n.findErr)
+	case n.signalErr != nil:
+		return n.signalErr.Error()
+	case n.presence == nodeBooting:
+		return "node socket not answering yet"
+	case n.socketFails >= s.tm.socketFails:
+		return "node socket stopped answering"
+	case s.heartbeatTrouble.err != nil:
+		return "cannot write the heartbeat, so the dead-man probe could not stop this node: " + s.heartbeatTrouble.err.Error()
+	case n.gaugeErr != nil && now.Sub(n.gaugeErrSince) >= s.tm.confirm:
+		return fmt.Sprintf("the node's forging gauge has been unreadable for %s, so no signal can be confirmed (%v): enable its Prometheus endpoint or fix NODE_METRICS_URL",
+			now.Sub(n.gaugeErrSince).Round(time.Second), n.gaugeErr)
+	case !s.health.healthy():
+		return "health check failing: " + s.health.lastError()
+	}
+	return ""
+}
+
+// releaseLease gives the Lease up once the node is off, so a healthy
+// replica takes over at once instead of waiting for expiry. The status says
+// so first, while this replica still leads.
+func (s *sidecar) releaseLease(ctx context.Context, now time.Time, f leadership, why string) {
+	s.syncStatus(ctx, now, f, why)
+	if err := s.el.release(ctx); err != nil {
+		s.m.apiError(apiOp(err))
+		s.log.Warn("could not release the Lease; it will expire", "err", err)
+		return
+	}
+	s.released = true
+	s.log.Info("released the Lease", "why", why)
+}
+
+// noteTransitions logs and counts real changes, once each.
+func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
+	if f.leading && s.leading && f.epoch.UID != s.leaseUID {
+		s.log.Warn("the Lease was deleted and this leader recreated it: keep it out of pruning and cleanup tools", "epoch", f.epoch.String())
+	}
+	s.leaseUID = f.epoch.UID
+	if f.leading != s.leading {
+		s.m.leadershipChange()
+		switch {
+		case f.leading:
+			s.released = false
+			s.log.Info("acquired the Lease", "epoch", f.epoch.String())
+		case s.released:
+		case f.holder == s.el.identity && !now.Before(f.fenceAt):
+			s.m.fenced()
+			s.log.Warn("fenced: no successful renew within RENEW_DEADLINE; forging disabled", "renew_deadline", s.tm.renew.String())
+		default:
+			s.log.Warn("lost the Lease", "holder", f.holder, "missing", s.el.observed.missing)
+		}
+	}
+	if why != s.why && why != "" {
+		s.log.Info("not eligible to forge", "why", why)
+	} else if why != s.why {
+		s.log.Info("eligible to forge")
+	}
+	s.leading, s.why = f.leading, why
+}
+
+// writeHeartbeat tells the dead-man probe how long it may leave the node
+// alone, counted from the moment of writing.
+func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
+	now := s.now()
+	b := beat{valid: heartbeatValidity(now, &s.node.n, f, s.tm.probe, s.tm.lease), mayForge: mayForge, node: s.node.n.proc,
+		stop: !f.stopBy.IsZero(), stopIn: f.stopBy.Sub(now), leading: f.leading}
+	err := s.hb.write(b)
+	s.heartbeatTrouble.set(s.log, err)
+	return err == nil
+}
+
+// forging is what this replica reports: the node confirmed it (or, without
+// a gauge, the signal was delivered).
+func (s *sidecar) forging() bool { return s.node.n.state == stateOn }
+
+// report writes the heartbeat, the CardanoLeader status (leader only, on
+// change) and the snapshot behind /status and /metrics.
+func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
+	s.writeHeartbeat(f, s.node.n.mayForge())
+	if f.leading {
+		s.syncStatus(ctx, now, f, s.why)
+	} else {
+		s.status.forget()
+	}
+	s.publish(now, f)
+}
+
+// syncStatus writes the CardanoLeader status, only while leading at this
+// instant: a fenced ex-leader's view is stale and would overwrite its
+// successor's, and past the deadline the disable comes before any call.
+func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, why string) {
+	if f = s.facts(s.now()); !f.leading {
+		return
+	}
+	actx, acancel := s.apiContext(ctx, f)
+	defer acancel()
+	cctx, cancel := s.el.callContext(actx)
+	defer cancel()
+	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forging(), why: why, epoch: f.epoch})
+	if err != nil {
+		s.m.apiError(apiOp(err))
+	} else if wrote {
+		s.log.Debug("CardanoLeader status written", "forging", s.forging())
+	}
+	s.statusTrouble.set(s.log, err)
+}
+
+// nextWake is how long the loop may sleep from now: until the next
+// election round, the renew deadline, the node's stopBy, or the next look
+// at a signal or at a node that may forge without the lead.
+func (s *sidecar) nextWake(now time.Time) time.Duration {
+	n, f := &s.node.n, s.facts(now)
+	if n.state == stateDisabling { // and at the kill, not up to pollPending after it
+		if kill := (forgeInput{sent: n.sent, confirm: s.tm.confirm, stopBy: f.stopBy}).killAt(); kill.After(now) {
+			return min(pollPending, kill.Sub(now))
+		}
+		return pollPending // past it: the kill is being retried
+	}
+	if n.state == stateEnabling || (n.mayForge() && f.held && !f.leading) {
+		return pollPending
+	}
+	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) { // and at the wait's end
+		return min(pollPending, w.waitEnd().Sub(now))
+	}
+	wait := s.el.wakeAt(now).Sub(now)
+	if n.presence != nodeUp {
+		wait = min(wait, s.tm.retry) // look for the node and its socket
+	}
+	if n.mayForge() && !f.leading && f.stopBy.After(now) {
+		wait = min(wait, f.stopBy.Sub(now))
+	}
+	if n.mayForge() && f.holdUntil.After(now) {
+		wait = min(wait, f.holdUntil.Sub(now)) // the hold's end is the disable's time
+	}
+	return max(wait, time.Millisecond)
+}
+
+// shutdownBudget: the handover on SIGTERM, inside the 30s grace period of
+// the shipped manifests: a disable gets SIGHUP_CONFIRM_TIMEOUT, then a
+// kill, then the release one API_TIMEOUT.
+func (s *sidecar) shutdownBudget() time.Duration {
+	return s.tm.confirm + s.tm.api + shutdownSlack
+}
+
+// shutdown is the graceful handover (invariant 7): the same passes with
+// "shutting down" as the reason not to forge, so the node is disabled,
+// confirmed or killed, and only then the Lease released. No election step
+// runs: nothing is renewed or taken.
+func (s *sidecar) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownBudget())
+	defer cancel()
+	s.stopping = true
+	s.log.Info("stopping: disabling forging before handing over")
+	deadline := s.now().Add(s.shutdownBudget())
+	for {
+		s.node.observe(ctx, s.now())
+		now := s.now()
+		s.reconcile(ctx, now, s.facts(now), s.ineligible(now))
+		f := s.facts(now)
+		if s.never != "" || (!s.node.n.mayForge() && !f.leading) || !now.Before(deadline) {
+			break
+		}
+		s.sleep(pollPending)
+	}
+	now := s.now()
+	s.report(ctx, now, s.facts(now))
+	s.log.Info("stopped", "node_forging_state", s.node.n.state.String())
+	return nil
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// publish builds the snapshot at the end of a pass.
+func (s *sidecar) publish(now time.Time, f leadership) {
+	n := &s.node.n
+	v := &snapshot{
+		Pod: s.names.pod, Identity: s.el.identity, Eligible: s.why == "", Reason: s.why,
+		Holder: f.holder, Lease: s.names.lease, Epoch: f.epoch.Transitions, LeaseUID: f.epoch.UID,
+		Forging: s.forging(), ForgingState: n.state.String(), NodePID: n.proc.PID, NodeUp: n.presence == nodeUp,
+		Network: s.names.network, PoolID: s.names.poolID, Region: s.names.region, Version: version,
+		renewedAt: s.el.renewedAt, fenceAt: f.fenceAt, passAt: now,
+	}
+	v.Role = "standby"
+	switch {
+	case f.leading:
+		v.Role = "leader"
+	case s.why != "":
+		v.Role = "ineligible"
+	}
+	if f.held {
+		age := int64(now.Sub(s.el.renewedAt) / time.Second)
+		v.RenewAgeSeconds = &age
+	}
+	v.lastChange = now
+	if old := s.board.load(); old != nil && old.Role == v.Role && old.Forging == v.Forging {
+		v.lastChange = old.lastChange
+	}
+	v.LastTransition = v.lastChange.UTC().Format(time.RFC3339)
+	// Ready: the node is up and this replica's state is settled: a leader
+	// forging with confirmation, anyone else with its node certainly off.
+	settled := n.state == stateOn || n.state == stateOff
+	v.ready = s.never != "" || (v.NodeUp && settled && f.leading == v.Forging)
+	s.board.store(v)
+}
