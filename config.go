@@ -74,14 +74,20 @@ var obsolete = map[string]string{
 }
 
 // setting is one environment variable: its default as shown in help, what
-// it means, and how it is parsed into the config.
+// it means, and how it is parsed into its field.
 type setting struct {
 	name    string
 	def     string // "" means unset by default
 	help    string
-	emptyOK bool // an explicitly empty value is meaningful, not a mistake
-	parse   func(c *config, v string) error
+	emptyOK bool   // an explicitly empty value is meaningful, not a mistake
+	unused  string // accepted and not used by this version: the notice when it is set
+	parse   func(v string) error
 }
+
+// noCoordination is the notice for a cluster-wide coordination variable set
+// while that coordination is off (it is not implemented in this version).
+const noCoordination = "has no effect while ENABLE_CLUSTER_MANAGEMENT is false: this StatefulSet " +
+	"runs its own election, and another region running its own forges too"
 
 // The application types of SPEC 4; only a block producer ever holds keys.
 const (
@@ -95,75 +101,176 @@ const (
 // chain's objects.
 var knownMagic = map[string]uint32{"mainnet": 764824073, "preprod": 1, "preview": 2}
 
-var settings = []setting{
-	{"POD_NAME", "", "run: required. This pod's name (downward API metadata.name); half of the Lease holder identity.", false, text(func(c *config) *string { return &c.PodName }, isDNSSubdomain)},
-	{"NAMESPACE", "default", "Namespace of the Lease and CardanoLeader (downward API metadata.namespace).", false, text(func(c *config) *string { return &c.Namespace }, isDNSLabel)},
-	{"POD_UID", "", "run in a cluster: required. This pod's UID (downward API metadata.uid); a pod recreated under the same name is a new holder.", false, text(func(c *config) *string { return &c.PodUID }, isIdentityPart)},
+// settingsOf binds every variable to its field of c. The same table prints
+// `forge-manager help`, so the help text and the loader cannot disagree.
+func settingsOf(c *config) []setting {
+	return []setting{
+		{name: "POD_NAME", parse: text(&c.PodName, isDNSSubdomain),
+			help: "run: required. This pod's name (downward API metadata.name); half of the Lease " +
+				"holder identity."},
+		{name: "NAMESPACE", def: "default", parse: text(&c.Namespace, isDNSLabel),
+			help: "Namespace of the Lease and CardanoLeader (downward API metadata.namespace)."},
+		{name: "POD_UID", parse: text(&c.PodUID, isIdentityPart),
+			help: "run in a cluster: required. This pod's UID (downward API metadata.uid); a pod " +
+				"recreated under the same name is a new holder."},
 
-	{"NODE_SOCKET", "/ipc/node.socket", "cardano-node's socket. A successful connect() to it, not the file's existence, gates the first SIGHUP to each node incarnation.", false, path(func(c *config) *string { return &c.NodeSocket })},
-	{"SOCKET_WAIT_TIMEOUT", "600s", "How long run waits for the node's socket before reporting not ready (it keeps waiting).", false, duration(func(c *config) *time.Duration { return &c.SocketWaitTimeout }, time.Second, 24*time.Hour)},
-	{"CARDANO_NODE_PROCESS_NAME", "cardano-node", "Executable name of the node process to signal (exact match on comm or the base name of argv[0]; never PID 1).", false, text(func(c *config) *string { return &c.NodeProcessName }, isProcessName)},
-	{"NODE_METRICS_URL", "http://127.0.0.1:12798/metrics", "The node's Prometheus endpoint, where every SIGHUP is confirmed (cardano_node_metrics_forging_enabled[_int]). Empty: no confirmation, a delivered signal counts.", true, httpURL(func(c *config) *string { return &c.NodeMetricsURL })},
-	{"SIGHUP_CONFIRM_TIMEOUT", "5s", "How long to wait for the node to confirm a SIGHUP before retrying (enable) or terminating the node (disable).", false, duration(func(c *config) *time.Duration { return &c.ConfirmTimeout }, 100*time.Millisecond, 5*time.Minute)},
+		{name: "NODE_SOCKET", def: "/ipc/node.socket", parse: path(&c.NodeSocket),
+			help: "cardano-node's socket. A successful connect() to it, not the file's existence, gates" +
+				" the first SIGHUP to each node incarnation."},
+		{name: "SOCKET_WAIT_TIMEOUT", def: "600s", parse: duration(&c.SocketWaitTimeout, time.Second, 24*time.Hour),
+			help: "How long run waits for the node's socket before reporting not ready (it keeps " +
+				"waiting)."},
+		{name: "CARDANO_NODE_PROCESS_NAME", def: "cardano-node", parse: text(&c.NodeProcessName, isProcessName),
+			help: "Executable name of the node process to signal (exact match on comm or the base name " +
+				"of argv[0]; never PID 1)."},
+		{name: "NODE_METRICS_URL", def: "http://127.0.0.1:12798/metrics", emptyOK: true, parse: httpURL(&c.NodeMetricsURL),
+			help: "The node's Prometheus endpoint, where every SIGHUP is confirmed " +
+				"(cardano_node_metrics_forging_enabled[_int]). Empty: no confirmation, a delivered " +
+				"signal counts."},
+		{name: "SIGHUP_CONFIRM_TIMEOUT", def: "5s", parse: duration(&c.ConfirmTimeout, 100*time.Millisecond, 5*time.Minute),
+			help: "How long to wait for the node to confirm a SIGHUP before retrying (enable) or " +
+				"terminating the node (disable)."},
 
-	{"SOURCE_KES_KEY", "/secrets/kes.skey", "KES signing key in the mounted Secret.", false, path(func(c *config) *string { return &c.SourceKES })},
-	{"SOURCE_VRF_KEY", "/secrets/vrf.skey", "VRF signing key in the mounted Secret.", false, path(func(c *config) *string { return &c.SourceVRF })},
-	{"SOURCE_OP_CERT", "/secrets/node.cert", "Operational certificate in the mounted Secret.", false, path(func(c *config) *string { return &c.SourceOpCert })},
-	{"TARGET_KES_KEY", "/ipc/kes.skey", "Where cardano-node reads the KES key (its --shelley-kes-key).", false, path(func(c *config) *string { return &c.TargetKES })},
-	{"TARGET_VRF_KEY", "/ipc/vrf.skey", "Where cardano-node reads the VRF key (its --shelley-vrf-key).", false, path(func(c *config) *string { return &c.TargetVRF })},
-	{"TARGET_OP_CERT", "/ipc/node.cert", "Where cardano-node reads the certificate (its --shelley-operational-certificate).", false, path(func(c *config) *string { return &c.TargetOpCert })},
-	{"HEARTBEAT_FILE", "", "Written by init and by run every pass; read by the dead-man probe. Default: DEADMAN_BINARY + .heartbeat (/ipc/forge-manager.heartbeat); the probe, run as that binary, finds it there without this variable.", false, path(func(c *config) *string { return &c.HeartbeatFile })},
-	{"DEADMAN_BINARY", "/ipc/forge-manager", "init copies this binary here so the node container's livenessProbe can run it. Empty: no copy.", true, optionalPath(func(c *config) *string { return &c.DeadmanBinary })},
-	{"DEADMAN_PROBE_PERIOD", "1s", "The node container's dead-man livenessProbe periodSeconds, as deployed: the loader checks the probe kills a node in time.", false, duration(func(c *config) *time.Duration { return &c.Probe.period }, time.Millisecond, time.Hour)},
-	{"DEADMAN_PROBE_FAILURE_THRESHOLD", "2", "Its failureThreshold (2: one slow exec on a loaded machine restarts nothing).", false, integer(func(c *config) *int { return &c.Probe.threshold }, 1, 100)},
-	{"DEADMAN_PROBE_TIMEOUT", "1s", "Its timeoutSeconds.", false, duration(func(c *config) *time.Duration { return &c.Probe.timeout }, time.Millisecond, time.Hour)},
-	{"DEADMAN_PROBE_GRACE", "1s", "Its probe-level terminationGracePeriodSeconds. Period x threshold + timeout + grace + 1s must fit in LEASE_DURATION - RENEW_DEADLINE.", false, duration(func(c *config) *time.Duration { return &c.Probe.grace }, 0, time.Hour)},
+		{name: "SOURCE_KES_KEY", def: "/secrets/kes.skey", parse: path(&c.SourceKES),
+			help: "KES signing key in the mounted Secret."},
+		{name: "SOURCE_VRF_KEY", def: "/secrets/vrf.skey", parse: path(&c.SourceVRF),
+			help: "VRF signing key in the mounted Secret."},
+		{name: "SOURCE_OP_CERT", def: "/secrets/node.cert", parse: path(&c.SourceOpCert),
+			help: "Operational certificate in the mounted Secret."},
+		{name: "TARGET_KES_KEY", def: "/ipc/kes.skey", parse: path(&c.TargetKES),
+			help: "Where cardano-node reads the KES key (its --shelley-kes-key)."},
+		{name: "TARGET_VRF_KEY", def: "/ipc/vrf.skey", parse: path(&c.TargetVRF),
+			help: "Where cardano-node reads the VRF key (its --shelley-vrf-key)."},
+		{name: "TARGET_OP_CERT", def: "/ipc/node.cert", parse: path(&c.TargetOpCert),
+			help: "Where cardano-node reads the certificate (its --shelley-operational-certificate)."},
+		{name: "HEARTBEAT_FILE", parse: path(&c.HeartbeatFile),
+			help: "Written by init and by run every pass; read by the dead-man probe. Default: " +
+				"DEADMAN_BINARY + .heartbeat (/ipc/forge-manager.heartbeat); the probe, run as that " +
+				"binary, finds it there without this variable."},
+		{name: "DEADMAN_BINARY", def: "/ipc/forge-manager", emptyOK: true, parse: optionalPath(&c.DeadmanBinary),
+			help: "init copies this binary here so the node container's livenessProbe can run it. " +
+				"Empty: no copy."},
+		{name: "DEADMAN_PROBE_PERIOD", def: "1s", parse: duration(&c.Probe.period, time.Millisecond, time.Hour),
+			help: "The node container's dead-man livenessProbe periodSeconds, as deployed: the loader " +
+				"checks the probe kills a node in time."},
+		{name: "DEADMAN_PROBE_FAILURE_THRESHOLD", def: "2", parse: integer(&c.Probe.threshold, 1, 100),
+			help: "Its failureThreshold (2: one slow exec on a loaded machine restarts nothing)."},
+		{name: "DEADMAN_PROBE_TIMEOUT", def: "1s", parse: duration(&c.Probe.timeout, time.Millisecond, time.Hour),
+			help: "Its timeoutSeconds."},
+		{name: "DEADMAN_PROBE_GRACE", def: "1s", parse: duration(&c.Probe.grace, 0, time.Hour),
+			help: "Its probe-level terminationGracePeriodSeconds. Period x threshold + timeout + grace " +
+				"+ 1s must fit in LEASE_DURATION - RENEW_DEADLINE."},
 
-	{"LEASE_NAME", "", "Lease name. Default: cardano-leader-{network}-{pool} with POOL_ID, else cardano-node-leader.", false, text(func(c *config) *string { return &c.LeaseName }, isObjectName)},
-	{"LEASE_DURATION", "15s", "A standby takes an unreleased Lease only after seeing it unchanged this long on its own clock. Whole seconds.", false, duration(func(c *config) *time.Duration { return &c.LeaseDuration }, time.Second, time.Hour)},
-	{"RENEW_DEADLINE", "10s", "A leader that has not renewed for this long disables forging without waiting for the API.", false, duration(func(c *config) *time.Duration { return &c.RenewDeadline }, 200*time.Millisecond, time.Hour)},
-	{"RETRY_PERIOD", "2s", "How often the leader renews and standbys look at the Lease.", false, duration(func(c *config) *time.Duration { return &c.RetryPeriod }, 100*time.Millisecond, 10*time.Minute)},
-	{"API_TIMEOUT", "", "Timeout of each API request. Default: RENEW_DEADLINE/2; at most that. Always cut to the time left before the renew deadline.", false, duration(func(c *config) *time.Duration { return &c.APITimeout }, 100*time.Millisecond, time.Hour)},
+		{name: "LEASE_NAME", parse: text(&c.LeaseName, isObjectName),
+			help: "Lease name. Default: cardano-leader-{network}-{pool} with POOL_ID, else cardano-" +
+				"node-leader."},
+		{name: "LEASE_DURATION", def: "15s", parse: duration(&c.LeaseDuration, time.Second, time.Hour),
+			help: "A standby takes an unreleased Lease only after seeing it unchanged this long on its " +
+				"own clock. Whole seconds."},
+		{name: "RENEW_DEADLINE", def: "10s", parse: duration(&c.RenewDeadline, 200*time.Millisecond, time.Hour),
+			help: "A leader that has not renewed for this long disables forging without waiting for the" +
+				" API."},
+		{name: "RETRY_PERIOD", def: "2s", parse: duration(&c.RetryPeriod, 100*time.Millisecond, 10*time.Minute),
+			help: "How often the leader renews and standbys look at the Lease."},
+		{name: "API_TIMEOUT", parse: duration(&c.APITimeout, 100*time.Millisecond, time.Hour),
+			help: "Timeout of each API request. Default: RENEW_DEADLINE/2; at most that. Always cut to " +
+				"the time left before the renew deadline."},
 
-	{"CRD_GROUP", "cardano.io", "API group of CardanoLeader.", false, text(func(c *config) *string { return &c.CRDGroup }, isDNSSubdomain)},
-	{"CRD_VERSION", "v1", "API version of CardanoLeader.", false, text(func(c *config) *string { return &c.CRDVersion }, isDNSLabel)},
-	{"CRD_PLURAL", "cardanoleaders", "Resource (plural) of CardanoLeader.", false, text(func(c *config) *string { return &c.CRDPlural }, isDNSLabel)},
-	{"CRD_NAME", "", "CardanoLeader object name. Default: the Lease name with POOL_ID, else cardano-leader.", false, text(func(c *config) *string { return &c.CRDName }, isObjectName)},
+		{name: "CRD_GROUP", def: "cardano.io", parse: text(&c.CRDGroup, isDNSSubdomain),
+			help: "API group of CardanoLeader."},
+		{name: "CRD_VERSION", def: "v1", parse: text(&c.CRDVersion, isDNSLabel),
+			help: "API version of CardanoLeader."},
+		{name: "CRD_PLURAL", def: "cardanoleaders", parse: text(&c.CRDPlural, isDNSLabel),
+			help: "Resource (plural) of CardanoLeader."},
+		{name: "CRD_NAME", parse: text(&c.CRDName, isObjectName),
+			help: "CardanoLeader object name. Default: the Lease name with POOL_ID, else cardano-" +
+				"leader."},
 
-	{"METRICS_PORT", "8000", "Port of /metrics, /healthz, /readyz, /status (all interfaces).", false, integer(func(c *config) *int { return &c.MetricsPort }, 1, 65535)},
-	{"LOG_LEVEL", "info", "debug, info, warn or error.", false, logLevel},
-	{"KUBECONFIG", "", "Out of cluster only: kubeconfig file. In a pod the ServiceAccount is used.", false, path(func(c *config) *string { return &c.Kubeconfig })},
+		{name: "METRICS_PORT", def: "8000", parse: integer(&c.MetricsPort, 1, 65535),
+			help: "Port of /metrics, /healthz, /readyz, /status (all interfaces)."},
+		{name: "LOG_LEVEL", def: "info", parse: logLevel(&c.LogLevel),
+			help: "debug, info, warn or error."},
+		{name: "KUBECONFIG", parse: path(&c.Kubeconfig),
+			help: "Out of cluster only: kubeconfig file. In a pod the ServiceAccount is used."},
 
-	{"POOL_ID", "", "Pool identifier (any string, e.g. a bech32 pool id). Set: multi-tenant names (see NAMES).", false, text(func(c *config) *string { return &c.PoolID }, isPoolID)},
-	{"POOL_ID_HEX", "", "Pool id as 56 hex digits (the 28-byte pool key hash).", false, text(func(c *config) *string { return &c.PoolIDHex }, isPoolHex)},
-	{"POOL_NAME", "", "Human-readable pool name, for status only.", false, text(func(c *config) *string { return &c.PoolName }, isFreeText)},
-	{"POOL_TICKER", "", "Pool ticker, a metric label.", false, text(func(c *config) *string { return &c.PoolTicker }, isTicker)},
-	{"CARDANO_NETWORK", "mainnet", "Network name: mainnet, preprod, preview, or a custom name (lowercase DNS label).", false, text(func(c *config) *string { return &c.Network }, isDNSLabel)},
-	{"NETWORK_MAGIC", "764824073", "Network magic. Default: the known network's (mainnet 764824073, preprod 1, preview 2); required for a custom network.", false, magic},
-	{"APPLICATION_TYPE", appBlockProducer, "block-producer, relay or monitoring. Relays and monitors never write credentials and never lead.", false, oneOf(func(c *config) *string { return &c.AppType }, appBlockProducer, appRelay, appMonitoring)},
+		{name: "POOL_ID", parse: text(&c.PoolID, isPoolID),
+			help: "Pool identifier (any string, e.g. a bech32 pool id). Set: multi-tenant names (see " +
+				"NAMES)."},
+		{name: "POOL_ID_HEX", parse: text(&c.PoolIDHex, isPoolHex),
+			unused: "is not used by this version: names and labels come from POOL_ID",
+			help:   "Pool id as 56 hex digits (the 28-byte pool key hash)."},
+		{name: "POOL_NAME", parse: text(&c.PoolName, isFreeText),
+			unused: "is not used by this version: no status shows it yet",
+			help:   "Human-readable pool name."},
+		{name: "POOL_TICKER", parse: text(&c.PoolTicker, isTicker),
+			help: "Pool ticker, a metric label."},
+		{name: "CARDANO_NETWORK", def: "mainnet", parse: text(&c.Network, isDNSLabel),
+			help: "Network name: mainnet, preprod, preview, or a custom name (lowercase DNS label)."},
+		{name: "NETWORK_MAGIC", def: "764824073", parse: magic(&c.NetworkMagic),
+			help: "Network magic. Default: the known network's (mainnet 764824073, preprod 1, preview " +
+				"2); required for a custom network."},
+		{name: "APPLICATION_TYPE", def: appBlockProducer, parse: oneOf(&c.AppType, appBlockProducer, appRelay, appMonitoring),
+			help: "block-producer, relay or monitoring. Relays and monitors never write credentials and" +
+				" never lead."},
 
-	{"ENABLE_CLUSTER_MANAGEMENT", "false", "Cluster-wide (multi-region) coordination. Not implemented in this version: true is refused rather than ignored. Without it, each StatefulSet runs its own election: run one per pool.", false, boolean(func(c *config) *bool { return &c.ClusterManagement })},
-	{"CLUSTER_REGION", "unknown", "Region of this StatefulSet (lowercase DNS label); a name part and a label.", false, text(func(c *config) *string { return &c.Region }, isDNSLabel)},
-	{"CLUSTER_PRIORITY", "100", "Region priority, 1..999, lower wins.", false, integer(func(c *config) *int { return &c.Priority }, 1, 999)},
-	{"CLUSTER_IDENTIFIER", "", "CardanoForgeCluster name. Default: {network}-{pool}-{region} with POOL_ID, else {network}-{region}.", false, text(func(c *config) *string { return &c.ClusterIdentifier }, isObjectName)},
-	{"CLUSTER_ENVIRONMENT", "production", "Environment name, for status only.", false, text(func(c *config) *string { return &c.ClusterEnvironment }, isLabelValue)},
-	{"CLUSTER_KUBECONFIG", "", "Kubeconfig of the API server holding cluster-wide objects. Default: this cluster's.", false, path(func(c *config) *string { return &c.ClusterKubeconfig })},
-	{"CLUSTER_NAMESPACE", "", "Namespace of cluster-wide objects. Default: NAMESPACE.", false, text(func(c *config) *string { return &c.ClusterNamespace }, isDNSLabel)},
+		{name: "ENABLE_CLUSTER_MANAGEMENT", def: "false", parse: boolean(&c.ClusterManagement),
+			help: "Cluster-wide (multi-region) coordination. Not implemented in this version: true is " +
+				"refused rather than ignored. Without it, each StatefulSet runs its own election: run" +
+				" one per pool."},
+		{name: "CLUSTER_REGION", def: "unknown", parse: text(&c.Region, isDNSLabel),
+			help: "Region of this StatefulSet (lowercase DNS label); a name part and a label."},
+		{name: "CLUSTER_PRIORITY", def: "100", parse: integer(&c.Priority, 1, 999),
+			unused: noCoordination,
+			help:   "Region priority, 1..999, lower wins."},
+		{name: "CLUSTER_IDENTIFIER", parse: text(&c.ClusterIdentifier, isObjectName),
+			unused: noCoordination,
+			help: "CardanoForgeCluster name. Default: {network}-{pool}-{region} with POOL_ID, else " +
+				"{network}-{region}."},
+		{name: "CLUSTER_ENVIRONMENT", def: "production", parse: text(&c.ClusterEnvironment, isLabelValue),
+			unused: noCoordination,
+			help:   "Environment name, for status only."},
+		{name: "CLUSTER_KUBECONFIG", parse: path(&c.ClusterKubeconfig),
+			unused: noCoordination,
+			help:   "Kubeconfig of the API server holding cluster-wide objects. Default: this cluster's."},
+		{name: "CLUSTER_NAMESPACE", parse: text(&c.ClusterNamespace, isDNSLabel),
+			unused: noCoordination,
+			help:   "Namespace of cluster-wide objects. Default: NAMESPACE."},
 
-	{"HEALTH_CHECK_ENDPOINT", "", "HTTP(S) URL probed every HEALTH_CHECK_INTERVAL; a 2xx answer is healthy. Unset: only the node process and socket count.", false, httpURL(func(c *config) *string { return &c.HealthEndpoint })},
-	{"HEALTH_CHECK_INTERVAL", "30s", "Time between health checks.", false, duration(func(c *config) *time.Duration { return &c.HealthInterval }, 100*time.Millisecond, time.Hour)},
-	{"HEALTH_CHECK_TIMEOUT", "5s", "Timeout of one health check; shorter than the interval.", false, duration(func(c *config) *time.Duration { return &c.HealthTimeout }, 10*time.Millisecond, time.Hour)},
-	{"HEALTH_CHECK_FAILURE_THRESHOLD", "3", "Consecutive failed checks that make this replica ineligible to forge (a leader hands over).", false, integer(func(c *config) *int { return &c.HealthThreshold }, 1, 100)},
+		{name: "HEALTH_CHECK_ENDPOINT", parse: httpURL(&c.HealthEndpoint),
+			help: "HTTP(S) URL probed every HEALTH_CHECK_INTERVAL; a 2xx answer is healthy. Unset: only" +
+				" the node process and socket count."},
+		{name: "HEALTH_CHECK_INTERVAL", def: "30s", parse: duration(&c.HealthInterval, 100*time.Millisecond, time.Hour),
+			help: "Time between health checks."},
+		{name: "HEALTH_CHECK_TIMEOUT", def: "5s", parse: duration(&c.HealthTimeout, 10*time.Millisecond, time.Hour),
+			help: "Timeout of one health check; shorter than the interval."},
+		{name: "HEALTH_CHECK_FAILURE_THRESHOLD", def: "3", parse: integer(&c.HealthThreshold, 1, 100),
+			help: "Consecutive failed checks that make this replica ineligible to forge (a leader hands" +
+				" over)."},
+	}
 }
 
-// loadConfig reads every setting through getenv (os.LookupEnv in production)
-// and validates the result for the subcommand. The error lists every problem,
-// one per line.
+// loadConfig reads every setting through getenv (os.LookupEnv in production),
+// fills in the derived defaults and validates the result for the
+// subcommand. The error lists every problem, one per line.
 func loadConfig(getenv func(string) (string, bool), cmd string) (*config, error) {
 	c := &config{}
-	var problems []string
-	given, bad := map[string]bool{}, map[string]bool{}
-	for _, s := range settings {
+	problems, given, bad := c.read(getenv)
+	_, c.inCluster = getenv("KUBERNETES_SERVICE_HOST")
+	c.notices = notices(getenv, given, settingsOf(c))
+	c.derive(cmd, given, bad)
+	problems = append(problems, c.validate(cmd, given, bad)...)
+	if len(problems) > 0 {
+		return nil, &configError{problems}
+	}
+	return c, nil
+}
+
+// read parses each variable into its field. given holds the variables set
+// explicitly and parsed; bad those already reported, so one mistake is not
+// reported twice.
+func (c *config) read(getenv func(string) (string, bool)) (problems []string, given, bad map[string]bool) {
+	given, bad = map[string]bool{}, map[string]bool{}
+	for _, s := range settingsOf(c) {
 		v, ok := getenv(s.name)
 		if ok && v == "" && !s.emptyOK {
 			if s.def != "" {
@@ -178,69 +285,42 @@ func loadConfig(getenv func(string) (string, bool), cmd string) (*config, error)
 		if v == "" && !(ok && s.emptyOK) {
 			continue
 		}
-		if err := s.parse(c, v); err != nil {
+		if err := s.parse(v); err != nil {
 			problems = append(problems, fmt.Sprintf("%s=%q: %v", s.name, v, err))
 			bad[s.name] = true
 			continue
 		}
 		given[s.name] = ok
 	}
-	_, c.inCluster = getenv("KUBERNETES_SERVICE_HOST")
-	for name, why := range obsolete {
-		if _, set := getenv(name); set {
-			c.notices = append(c.notices, name+" is not used: "+why)
-		}
-	}
-	sort.Strings(c.notices)
-	problems = append(problems, c.validate(cmd, c.inCluster, given, bad)...)
-	if len(problems) > 0 {
-		return nil, &configError{problems}
-	}
-	return c, nil
+	return problems, given, bad
 }
 
-// validate checks the relations between settings and fills in the derived
-// defaults. given holds the variables set explicitly and parsed; bad those
-// already reported, so one mistake is not reported twice.
-func (c *config) validate(cmd string, inCluster bool, given, bad map[string]bool) []string {
-	var p []string
-	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
+// notices are the variables set that this version accepts and does not use,
+// and the predecessor's that it does not know: reported, never silently
+// ignored, and no reason to stop.
+func notices(getenv func(string) (string, bool), given map[string]bool, settings []setting) []string {
+	var out []string
+	for _, s := range settings {
+		if s.unused != "" && given[s.name] {
+			out = append(out, s.name+" "+s.unused)
+		}
+	}
+	for name, why := range obsolete {
+		if _, set := getenv(name); set {
+			out = append(out, name+" is not used: "+why)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
 
-	if cmd == "run" {
-		if c.PodName == "" {
-			add("POD_NAME is required by run: set it from the downward API (fieldRef metadata.name)")
-		}
-		if c.PodUID == "" && inCluster && !bad["POD_UID"] {
-			add("POD_UID is required by run in a cluster: set it from the downward API (fieldRef metadata.uid)")
-		}
-		if !inCluster && c.Kubeconfig == "" && !bad["KUBECONFIG"] {
-			add("KUBECONFIG is required by run outside a cluster (no KUBERNETES_SERVICE_HOST): point it at a kubeconfig file")
-		}
+// derive fills in the defaults that follow from other settings.
+func (c *config) derive(cmd string, given, bad map[string]bool) {
+	if !given["API_TIMEOUT"] {
+		c.APITimeout = c.RenewDeadline / 2
 	}
-	if !anyBad(bad, "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "API_TIMEOUT", "DEADMAN_PROBE_PERIOD",
-		"DEADMAN_PROBE_FAILURE_THRESHOLD", "DEADMAN_PROBE_TIMEOUT", "DEADMAN_PROBE_GRACE") {
-		p = append(p, c.validateTiming(given)...)
-	}
-	if want, known := knownMagic[c.Network]; known && !bad["NETWORK_MAGIC"] {
-		if !given["NETWORK_MAGIC"] {
-			c.NetworkMagic = want
-		} else if c.NetworkMagic != want {
-			add(`NETWORK_MAGIC="%d" does not match CARDANO_NETWORK=%q: its magic is %d`, c.NetworkMagic, c.Network, want)
-		}
-	}
-	if _, known := knownMagic[c.Network]; !known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] && !bad["CARDANO_NETWORK"] {
-		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
-	}
-	for _, name := range coordinationVars {
-		if given[name] && !c.ClusterManagement {
-			c.notices = append(c.notices, name+" has no effect while ENABLE_CLUSTER_MANAGEMENT is false: this StatefulSet runs its own election, and another region running its own forges too")
-		}
-	}
-	if c.ClusterManagement {
-		add(`ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented in this version, so forge-manager refuses rather than run without the protection you asked for. Run the pool's block producers as one StatefulSet in one region: false in two regions gives two elections, so two forgers`)
-	}
-	if c.HealthTimeout >= c.HealthInterval && !bad["HEALTH_CHECK_TIMEOUT"] && !bad["HEALTH_CHECK_INTERVAL"] {
-		add(`HEALTH_CHECK_TIMEOUT="%s" must be shorter than HEALTH_CHECK_INTERVAL="%s"`, c.HealthTimeout, c.HealthInterval)
+	if want, known := knownMagic[c.Network]; known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] {
+		c.NetworkMagic = want
 	}
 	if c.ClusterNamespace == "" {
 		c.ClusterNamespace = c.Namespace
@@ -248,18 +328,67 @@ func (c *config) validate(cmd string, inCluster bool, given, bad map[string]bool
 	if c.HeartbeatFile == "" {
 		c.HeartbeatFile = heartbeatDefault(cmd, c.DeadmanBinary)
 	}
+}
+
+// validate checks the relations between settings.
+func (c *config) validate(cmd string, given, bad map[string]bool) []string {
+	var p []string
+	add := func(format string, a ...any) { p = append(p, fmt.Sprintf(format, a...)) }
+	if cmd == "run" {
+		p = append(p, c.validateRun(bad)...)
+	}
+	if !anyBad(bad, "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "API_TIMEOUT", "DEADMAN_PROBE_PERIOD",
+		"DEADMAN_PROBE_FAILURE_THRESHOLD", "DEADMAN_PROBE_TIMEOUT", "DEADMAN_PROBE_GRACE") {
+		p = append(p, timingProblems(c.timing(), c.Probe)...)
+	}
+	want, known := knownMagic[c.Network]
+	switch {
+	case known && given["NETWORK_MAGIC"] && c.NetworkMagic != want:
+		add(`NETWORK_MAGIC="%d" does not match CARDANO_NETWORK=%q: its magic is %d`, c.NetworkMagic, c.Network, want)
+	case !known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] && !bad["CARDANO_NETWORK"]:
+		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
+	}
+	if c.ClusterManagement {
+		add(`ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented in this version, ` +
+			`so forge-manager refuses rather than run without the protection you asked for. Run the pool's block ` +
+			`producers as one StatefulSet in one region: false in two regions gives two elections, so two forgers`)
+	}
+	if c.HealthTimeout >= c.HealthInterval && !bad["HEALTH_CHECK_TIMEOUT"] && !bad["HEALTH_CHECK_INTERVAL"] {
+		add(`HEALTH_CHECK_TIMEOUT="%s" must be shorter than HEALTH_CHECK_INTERVAL="%s"`, c.HealthTimeout, c.HealthInterval)
+	}
+	return append(p, c.distinctPaths()...)
+}
+
+// validateRun checks what run needs: its identity and an API server.
+func (c *config) validateRun(bad map[string]bool) []string {
+	var p []string
+	if c.PodName == "" {
+		p = append(p, "POD_NAME is required by run: set it from the downward API (fieldRef metadata.name)")
+	}
+	if c.PodUID == "" && c.inCluster && !bad["POD_UID"] {
+		p = append(p, "POD_UID is required by run in a cluster: set it from the downward API (fieldRef metadata.uid)")
+	}
+	if !c.inCluster && c.Kubeconfig == "" && !bad["KUBECONFIG"] {
+		p = append(p, "KUBECONFIG is required by run outside a cluster (no KUBERNETES_SERVICE_HOST): "+
+			"point it at a kubeconfig file")
+	}
+	return p
+}
+
+// distinctPaths: each file forge-manager writes or connects to has its own
+// path.
+func (c *config) distinctPaths() []string {
+	var p []string
 	paths := map[string]string{}
-	for _, kv := range [][2]string{{"TARGET_KES_KEY", c.TargetKES}, {"TARGET_VRF_KEY", c.TargetVRF}, {"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket}} {
+	for _, kv := range [][2]string{{"TARGET_KES_KEY", c.TargetKES}, {"TARGET_VRF_KEY", c.TargetVRF},
+		{"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket}} {
 		if other, dup := paths[kv[1]]; dup && kv[1] != "" {
-			add("%s=%q is the same file as %s: each needs its own path", kv[0], kv[1], other)
+			p = append(p, fmt.Sprintf("%s=%q is the same file as %s: each needs its own path", kv[0], kv[1], other))
 		}
 		paths[kv[1]] = kv[0]
 	}
 	return p
 }
-
-// coordinationVars mean something only with cluster-wide coordination.
-var coordinationVars = []string{"CLUSTER_PRIORITY", "CLUSTER_IDENTIFIER", "CLUSTER_KUBECONFIG", "CLUSTER_NAMESPACE"}
 
 func anyBad(bad map[string]bool, names ...string) bool {
 	for _, n := range names {
@@ -270,20 +399,11 @@ func anyBad(bad map[string]bool, names ...string) bool {
 	return false
 }
 
-// validateTiming derives API_TIMEOUT and checks the timing rules of
-// lease.go (timingProblems), which leave a replica that stopped renewing time
-// to disable forging before any other replica may take the Lease.
-func (c *config) validateTiming(given map[string]bool) []string {
-	if !given["API_TIMEOUT"] {
-		c.APITimeout = c.RenewDeadline / 2
-	}
-	return timingProblems(c.timing(), c.Probe)
-}
-
 // timing is the part of the configuration the election and the node side
 // run on.
 func (c *config) timing() timing {
-	return timing{lease: c.LeaseDuration, renew: c.RenewDeadline, retry: c.RetryPeriod, api: c.APITimeout, confirm: c.ConfirmTimeout}
+	return timing{lease: c.LeaseDuration, renew: c.RenewDeadline, retry: c.RetryPeriod,
+		api: c.APITimeout, confirm: c.ConfirmTimeout}
 }
 
 // heartbeatDefault: beside the dead-man binary, so the probe, which runs as
@@ -315,12 +435,16 @@ func printHelp(w io.Writer) {
 	fmt.Fprint(w, usage)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
-	for _, s := range settings {
+	for _, s := range settingsOf(&config{}) {
 		def := s.def
 		if def == "" {
 			def = "(unset)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, def, s.help)
+		help := s.help
+		if s.unused != "" {
+			help += " Accepted; not used by this version."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, def, help)
 	}
 	tw.Flush()
 	fmt.Fprint(w, helpNames)
@@ -338,17 +462,17 @@ true/false/1/0/yes/no. A bad value stops the program with exit code 2.
 // The parsers below turn one variable's text into a config field; the error
 // text is the rule, the caller adds the variable and the value.
 
-func text(field func(*config) *string, check func(string) error) func(*config, string) error {
-	return func(c *config, v string) error {
+func text(field *string, check func(string) error) func(string) error {
+	return func(v string) error {
 		if err := check(v); err != nil {
 			return err
 		}
-		*field(c) = v
+		*field = v
 		return nil
 	}
 }
 
-func path(field func(*config) *string) func(*config, string) error {
+func path(field *string) func(string) error {
 	return text(field, func(v string) error {
 		if !filepath.IsAbs(v) {
 			return fmt.Errorf("want an absolute path")
@@ -357,18 +481,18 @@ func path(field func(*config) *string) func(*config, string) error {
 	})
 }
 
-func optionalPath(field func(*config) *string) func(*config, string) error {
+func optionalPath(field *string) func(string) error {
 	p := path(field)
-	return func(c *config, v string) error {
+	return func(v string) error {
 		if v == "" {
-			*field(c) = ""
+			*field = ""
 			return nil
 		}
-		return p(c, v)
+		return p(v)
 	}
 }
 
-func httpURL(field func(*config) *string) func(*config, string) error {
+func httpURL(field *string) func(string) error {
 	return text(field, func(v string) error {
 		if v == "" {
 			return nil
@@ -381,8 +505,8 @@ func httpURL(field func(*config) *string) func(*config, string) error {
 	})
 }
 
-func duration(field func(*config) *time.Duration, min, max time.Duration) func(*config, string) error {
-	return func(c *config, v string) error {
+func duration(field *time.Duration, min, max time.Duration) func(string) error {
+	return func(v string) error {
 		d, err := parseDuration(v)
 		if err != nil {
 			return err
@@ -390,7 +514,7 @@ func duration(field func(*config) *time.Duration, min, max time.Duration) func(*
 		if d < min || d > max {
 			return fmt.Errorf("want a duration from %s to %s", min, max)
 		}
-		*field(c) = d
+		*field = d
 		return nil
 	}
 }
@@ -408,24 +532,24 @@ func parseDuration(v string) (time.Duration, error) {
 	return d, nil
 }
 
-func integer(field func(*config) *int, min, max int) func(*config, string) error {
-	return func(c *config, v string) error {
+func integer(field *int, min, max int) func(string) error {
+	return func(v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < min || n > max {
 			return fmt.Errorf("want a whole number from %d to %d", min, max)
 		}
-		*field(c) = n
+		*field = n
 		return nil
 	}
 }
 
-func boolean(field func(*config) *bool) func(*config, string) error {
-	return func(c *config, v string) error {
+func boolean(field *bool) func(string) error {
+	return func(v string) error {
 		switch strings.ToLower(v) {
 		case "true", "1", "yes":
-			*field(c) = true
+			*field = true
 		case "false", "0", "no":
-			*field(c) = false
+			*field = false
 		default:
 			return fmt.Errorf("want true, false, 1, 0, yes or no")
 		}
@@ -433,7 +557,7 @@ func boolean(field func(*config) *bool) func(*config, string) error {
 	}
 }
 
-func oneOf(field func(*config) *string, allowed ...string) func(*config, string) error {
+func oneOf(field *string, allowed ...string) func(string) error {
 	return text(field, func(v string) error {
 		for _, a := range allowed {
 			if v == a {
@@ -444,30 +568,36 @@ func oneOf(field func(*config) *string, allowed ...string) func(*config, string)
 	})
 }
 
-func magic(c *config, v string) error {
-	n, err := strconv.ParseUint(v, 10, 32)
-	if err != nil {
-		return fmt.Errorf("want a whole number from 0 to 4294967295")
+func magic(field *uint32) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		if err != nil {
+			return fmt.Errorf("want a whole number from 0 to 4294967295")
+		}
+		*field = uint32(n)
+		return nil
 	}
-	c.NetworkMagic = uint32(n)
-	return nil
 }
 
-func logLevel(c *config, v string) error {
-	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
-	l, ok := levels[strings.ToLower(v)]
-	if !ok {
-		return fmt.Errorf("want debug, info, warn or error")
+func logLevel(field *slog.Level) func(string) error {
+	levels := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo,
+		"warn": slog.LevelWarn, "error": slog.LevelError}
+	return func(v string) error {
+		l, ok := levels[strings.ToLower(v)]
+		if !ok {
+			return fmt.Errorf("want debug, info, warn or error")
+		}
+		*field = l
+		return nil
 	}
-	c.LogLevel = l
-	return nil
 }
 
 // The checks below state their rule as the error text.
 
 func isDNSLabel(v string) error {
 	if len(validation.IsDNS1123Label(v)) > 0 {
-		return fmt.Errorf("want a lowercase DNS label: a-z, 0-9 and '-', starting and ending with a letter or digit, at most 63 characters")
+		return fmt.Errorf("want a lowercase DNS label: a-z, 0-9 and '-', " +
+			"starting and ending with a letter or digit, at most 63 characters")
 	}
 	return nil
 }
@@ -490,7 +620,8 @@ func isObjectName(v string) error {
 
 func isLabelValue(v string) error {
 	if len(validation.IsValidLabelValue(v)) > 0 {
-		return fmt.Errorf("want a label value: letters, digits, '-', '_' and '.', at most 63 characters, starting and ending with a letter or digit")
+		return fmt.Errorf("want a label value: letters, digits, '-', '_' and '.', " +
+			"at most 63 characters, starting and ending with a letter or digit")
 	}
 	return nil
 }

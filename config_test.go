@@ -230,7 +230,7 @@ func TestConfigInitNeedsNoIdentity(t *testing.T) {
 func TestHelpListsEveryVariable(t *testing.T) {
 	var b bytes.Buffer
 	printHelp(&b)
-	for _, s := range settings {
+	for _, s := range settingsOf(&config{}) {
 		line := ""
 		for _, l := range strings.Split(b.String(), "\n") {
 			if strings.HasPrefix(l, s.name+" ") {
@@ -266,8 +266,9 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add("HEALTH_CHECK_INTERVAL", "9223372036854775807ns", "HEALTH_CHECK_TIMEOUT", "1h")
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		e := runEnv(k1, v1, k2, v2)
-		for i, s := range settings { // also aim the fuzzer's values at real names
-			if len(k1) > 0 && int(k1[0])%len(settings) == i {
+		all := settingsOf(&config{})
+		for i, s := range all { // also aim the fuzzer's values at real names
+			if len(k1) > 0 && int(k1[0])%len(all) == i {
 				e[s.name] = v1
 			}
 		}
