@@ -355,9 +355,9 @@ func (s *sidecar) writeHeartbeat(f leadership, mayForge bool) bool {
 	return err == nil
 }
 
-// forging is what this replica reports: the node confirmed it (or, without
-// a gauge, the signal was delivered).
-func (s *sidecar) forging() bool { return s.node.n.state == stateOn }
+// forgingConfirmed is what this replica reports: the node confirmed it
+// (or, without a gauge, the signal was delivered).
+func (s *sidecar) forgingConfirmed() bool { return s.node.n.state == stateOn }
 
 // report writes the heartbeat, the CardanoLeader status (leader only, on
 // change) and the snapshot behind /status and /metrics.
@@ -382,11 +382,11 @@ func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, w
 	defer acancel()
 	cctx, cancel := s.el.callContext(actx)
 	defer cancel()
-	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forging(), why: why, epoch: f.epoch})
+	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forgingConfirmed(), why: why, epoch: f.epoch})
 	if err != nil {
 		s.m.apiError(apiOp(err))
 	} else if wrote {
-		s.log.Debug("CardanoLeader status written", "forging", s.forging())
+		s.log.Debug("CardanoLeader status written", "forging", s.forgingConfirmed())
 	}
 	s.statusTrouble.set(s.log, err)
 }
@@ -467,7 +467,7 @@ func (s *sidecar) publish(now time.Time, f leadership) {
 	v := &snapshot{
 		Pod: s.names.pod, Identity: s.el.identity, Eligible: s.why == "", Reason: s.why,
 		Holder: f.holder, Lease: s.names.lease, Epoch: f.epoch.Transitions, LeaseUID: f.epoch.UID,
-		Forging: s.forging(), ForgingState: n.state.String(), NodePID: n.proc.PID, NodeUp: n.presence == nodeUp,
+		Forging: s.forgingConfirmed(), ForgingState: n.state.String(), NodePID: n.proc.PID, NodeUp: n.presence == nodeUp,
 		Network: s.names.network, PoolID: s.names.poolID, Region: s.names.region, Version: version,
 		renewedAt: s.el.renewedAt, fenceAt: f.fenceAt, passAt: now,
 	}

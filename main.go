@@ -115,15 +115,15 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	if err != nil {
 		return err
 	}
-	t := resolveTenant(cfg)
-	log := newLogger(stderr, cfg.LogLevel, t.logAttrs(cfg.PodName))
+	tn := resolveTenant(cfg)
+	log := newLogger(stderr, cfg.LogLevel, tn.logAttrs(cfg.PodName))
 	switch cmd {
 	case "init":
 		return runInit(cfg, log)
 	case "deadman":
 		return runDeadman(cfg, stdout)
 	}
-	return runSidecar(ctx, cfg, t, log)
+	return runSidecar(ctx, cfg, tn, log)
 }
 
 // trouble is a condition that keeps this replica from part of its job: it
@@ -134,16 +134,16 @@ type trouble struct {
 	err      error  // the current problem; nil when none
 }
 
-func (t *trouble) set(log *slog.Logger, err error) {
+func (tr *trouble) set(log *slog.Logger, err error) {
 	switch {
-	case err != nil && t.err == nil:
-		log.Warn(t.what, "err", err.Error())
-	case err == nil && t.err != nil:
-		log.Warn(t.ok, "was", t.err.Error())
-	case err != nil && err.Error() != t.err.Error():
-		log.Debug(t.what, "err", err.Error())
+	case err != nil && tr.err == nil:
+		log.Warn(tr.what, "err", err.Error())
+	case err == nil && tr.err != nil:
+		log.Warn(tr.ok, "was", tr.err.Error())
+	case err != nil && err.Error() != tr.err.Error():
+		log.Debug(tr.what, "err", err.Error())
 	}
-	t.err = err
+	tr.err = err
 }
 
 // randomID stands in for POD_UID outside a cluster, so two runs of the same
@@ -164,7 +164,7 @@ func newLogger(w io.Writer, level slog.Level, attrs []slog.Attr) *slog.Logger {
 // runSidecar wires the sidecar and runs it until ctx ends (SIGTERM), then
 // hands over. The health poller and the HTTP server run beside the loop
 // and are joined before it returns.
-func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) error {
+func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) error {
 	rc, err := restConfig(c)
 	if err != nil {
 		return err
@@ -181,12 +181,12 @@ func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	s := newSidecar(c, t, log, time.Now, host)
-	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: t.Lease, labels: t.Labels}, identity, c.timing(), s.now)
+	s := newSidecar(c, tn, log, time.Now, host)
+	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(&kubeLeaders{rc: client, group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural,
-		namespace: c.Namespace, name: t.Leader, labels: t.Labels}, c.PodName, identity)
-	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+t.Lease,
-		"leader_object", t.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
+		namespace: c.Namespace, name: tn.Leader, labels: tn.Labels}, c.PodName, identity)
+	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+tn.Lease,
+		"leader_object", tn.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
 		"renew_deadline", c.RenewDeadline.String(), "retry_period", c.RetryPeriod.String(), "uid", os.Getuid())
 	for _, n := range c.notices {
 		log.Warn("configuration notice", "notice", n)
@@ -211,12 +211,12 @@ func runSidecar(ctx context.Context, c *config, t tenant, log *slog.Logger) erro
 // here: a relay or monitor gets no credentials and no heartbeat, and a
 // reason never to forge. The elector and the status writer need the API
 // and are wired by the caller.
-func newSidecar(c *config, t tenant, log *slog.Logger, now func() time.Time, host nodeAccess) *sidecar {
+func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, host nodeAccess) *sidecar {
 	s := &sidecar{
 		log: log, now: now, sleep: time.Sleep, board: &board{},
 		tm: loopTiming{timing: c.timing(), probe: c.Probe.budget(), socketFails: c.HealthThreshold},
-		names: replicaNames{pod: c.PodName, lease: c.Namespace + "/" + t.Lease, network: t.Network,
-			poolID: t.PoolID, region: t.Region, nodeProcess: c.NodeProcessName},
+		names: replicaNames{pod: c.PodName, lease: c.Namespace + "/" + tn.Lease, network: tn.Network,
+			poolID: tn.PoolID, region: tn.Region, nodeProcess: c.NodeProcessName},
 	}
 	s.m = newMetricSet(s.board, "pod", c.PodName, "cardano_network", c.Network, "pool_id", c.PoolID,
 		"pool_ticker", c.PoolTicker, "application_type", c.AppType, "cluster_region", c.Region)

@@ -316,121 +316,121 @@ func newNodeTracker(host nodeAccess, name string, confirm, socketWait time.Durat
 }
 
 // observe finds the node incarnation, checks its socket and reads its gauge.
-func (t *nodeTracker) observe(ctx context.Context, now time.Time) {
-	t.track(now)
-	n := &t.n
+func (nt *nodeTracker) observe(ctx context.Context, now time.Time) {
+	nt.track(now)
+	n := &nt.n
 	if n.presence != nodeBooting && n.presence != nodeUp {
 		return
 	}
-	t.checkSocket(now)
-	t.recheckSignal() // every pass: a replica that could not disable its node must not lead
+	nt.checkSocket(now)
+	nt.recheckSignal() // every pass: a replica that could not disable its node must not lead
 	switch {
-	case t.confirmable && n.presence == nodeUp:
-		t.readGauge(ctx, now)
-	case !t.confirmable:
-		n.confirmBlind(now, t.confirm)
+	case nt.confirmable && n.presence == nodeUp:
+		nt.readGauge(ctx, now)
+	case !nt.confirmable:
+		n.confirmBlind(now, nt.confirm)
 	}
 }
 
 // track keeps the incarnation it follows while that one lives (another
 // process of the same name beside it changes nothing), and otherwise looks
 // for exactly one.
-func (t *nodeTracker) track(now time.Time) {
-	n := &t.n
+func (nt *nodeTracker) track(now time.Time) {
+	n := &nt.n
 	if n.presence == nodeBooting || n.presence == nodeUp {
-		switch ok, err := t.host.alive(n.proc); {
+		switch ok, err := nt.host.alive(n.proc); {
 		case err != nil || ok:
-			t.find.set(t.log, err) // cannot tell: it stays the node
+			nt.find.set(nt.log, err) // cannot tell: it stays the node
 			return
 		}
-		t.log.Warn("node process gone", "pid", n.proc.PID)
+		nt.log.Warn("node process gone", "pid", n.proc.PID)
 	}
-	cands, err := t.host.candidates()
+	cands, err := nt.host.candidates()
 	switch {
 	case err == nil && len(cands) == 1:
-		t.found(cands[0], now)
+		nt.found(cands[0], now)
 		err = nil
 	case err == nil && len(cands) == 0:
 		// Gone is off. A socket that answers anyway belongs to a node we
 		// cannot see: it may be forging.
 		*n = nodeState{presence: nodeAbsent, state: stateOff}
-		if t.host.socketAnswers() {
+		if nt.host.socketAnswers() {
 			n.presence, n.state = nodeHidden, stateUnknown
 		}
 		err = errNodeNotFound
 	case err != nil:
 		*n = nodeState{presence: nodeAmbiguous, state: stateUnknown, findErr: err} // a process unread may be the node
 	default:
-		err = fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(cands), t.name, cands)
-		*n = nodeState{presence: nodeAmbiguous, state: t.unsignalled(cands), findErr: err}
+		err = fmt.Errorf("%d processes named %s (%v): cannot tell which is the node", len(cands), nt.name, cands)
+		*n = nodeState{presence: nodeAmbiguous, state: nt.unsignalled(cands), findErr: err}
 	}
-	t.find.set(t.log, err)
+	nt.find.set(nt.log, err)
 }
 
 // unsignalled is the state of processes none of which this sidecar tracks:
 // off if every one started after it (booted non-producing, and nobody else
 // signals a node), else unknown.
-func (t *nodeTracker) unsignalled(cands []nodeProc) forgeState {
+func (nt *nodeTracker) unsignalled(cands []nodeProc) forgeState {
 	for _, p := range cands {
-		if p.Start < t.host.started() {
+		if p.Start < nt.host.started() {
 			return stateUnknown
 		}
 	}
 	return stateOff
 }
 
-func (t *nodeTracker) found(p nodeProc, now time.Time) {
-	fresh := p.Start >= t.host.started()
-	t.n = nodeState{proc: p, presence: nodeBooting, fresh: fresh, seenAt: now, state: stateUnknown}
+func (nt *nodeTracker) found(p nodeProc, now time.Time) {
+	fresh := p.Start >= nt.host.started()
+	nt.n = nodeState{proc: p, presence: nodeBooting, fresh: fresh, seenAt: now, state: stateUnknown}
 	switch {
 	case fresh:
-		t.n.state = stateOff // the kubelet started it non-producing; nobody signalled it yet
-	case t.prev != nil && !t.prev.mayHaveEnabled(p):
-		t.n.state = stateOff // the previous sidecar process never enabled it
-	case t.prev != nil:
-		t.n.unsure = t.unsure // its last signal may still be in flight
+		nt.n.state = stateOff // the kubelet started it non-producing; nobody signalled it yet
+	case nt.prev != nil && !nt.prev.mayHaveEnabled(p):
+		nt.n.state = stateOff // the previous sidecar process never enabled it
+	case nt.prev != nil:
+		nt.n.unsure = nt.unsure // its last signal may still be in flight
 	}
-	t.log.Info("node process found", "pid", p.PID, "started_after_sidecar", fresh)
+	nt.log.Info("node process found", "pid", p.PID, "started_after_sidecar", fresh)
 }
 
 // recheckSignal sends signal 0, which checks permission without effect: a
 // node we may not signal must never be made leader (SPEC 2: same UID or
 // CAP_KILL), and a leader that loses the means hands over.
-func (t *nodeTracker) recheckSignal() {
-	err := t.host.signal(t.n.proc, 0)
+func (nt *nodeTracker) recheckSignal() {
+	err := nt.host.signal(nt.n.proc, 0)
 	if errors.Is(err, errNodeNotFound) {
 		return // gone: the next look finds out
 	}
-	t.n.signalErr = err
-	t.signals.set(t.log, err)
+	nt.n.signalErr = err
+	nt.signals.set(nt.log, err)
 }
 
-func (t *nodeTracker) checkSocket(now time.Time) {
-	n := &t.n
+func (nt *nodeTracker) checkSocket(now time.Time) {
+	n := &nt.n
 	if n.presence == nodeUp && now.Sub(n.socketAt) < socketRecheck {
 		return
 	}
 	n.socketAt = now
 	switch {
-	case t.host.socketAnswers():
+	case nt.host.socketAnswers():
 		if n.presence != nodeUp {
-			t.log.Info("node socket answers", "pid", n.proc.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
+			nt.log.Info("node socket answers", "pid", n.proc.PID, "after", now.Sub(n.seenAt).Round(time.Millisecond).String())
 		}
 		n.presence, n.socketFails = nodeUp, 0
 	case n.presence == nodeUp:
 		n.socketFails++
 	}
 	var err error
-	if n.presence != nodeUp && now.Sub(n.seenAt) > t.socketWait {
+	if n.presence != nodeUp && now.Sub(n.seenAt) > nt.socketWait {
 		err = fmt.Errorf("node %s: socket not answering after %s", n.proc, now.Sub(n.seenAt).Round(time.Second))
 	}
-	t.waits.set(t.log, err)
+	nt.waits.set(nt.log, err)
 }
 
 // readGauge reads the forging gauge and moves the state by it.
-func (t *nodeTracker) readGauge(ctx context.Context, now time.Time) {
-	n := &t.n
-	v, err := t.host.forging(ctx)
+func (nt *nodeTracker) readGauge(ctx context.Context, now time.Time) {
+	n := &nt.n
+	v, err := nt.host.forging(ctx)
 	r := readNone
 	switch {
 	case err != nil && n.gaugeErr == nil:
@@ -441,47 +441,47 @@ func (t *nodeTracker) readGauge(ctx context.Context, now time.Time) {
 		r = readOff
 	}
 	n.gaugeErr = err
-	t.gauge.set(t.log, err)
+	nt.gauge.set(nt.log, err)
 	was := n.state
-	n.confirm(r, now, t.confirm)
-	t.noteState(was, now)
+	n.confirm(r, now, nt.confirm)
+	nt.noteState(was, now)
 }
 
 // noteState logs what a reading changed.
-func (t *nodeTracker) noteState(was forgeState, now time.Time) {
-	n := &t.n
+func (nt *nodeTracker) noteState(was forgeState, now time.Time) {
+	n := &nt.n
 	took := now.Sub(n.sent).Round(time.Millisecond).String()
 	switch {
 	case was == n.state:
 	case was == stateEnabling && n.state == stateOn:
-		t.log.Info("forging enabled, confirmed by the node", "pid", n.proc.PID, "took", took)
+		nt.log.Info("forging enabled, confirmed by the node", "pid", n.proc.PID, "took", took)
 	case was == stateEnabling:
-		t.log.Warn("node did not confirm forging; its state is unknown until it says; will retry", "pid", n.proc.PID,
+		nt.log.Warn("node did not confirm forging; its state is unknown until it says; will retry", "pid", n.proc.PID,
 			"attempts", n.failures, "retry_in", n.retryAt.Sub(now).Round(time.Millisecond).String(), "gauge_err", errString(n.gaugeErr))
 	case was == stateDisabling:
-		t.log.Info("forging disabled, confirmed by the node", "pid", n.proc.PID, "took", took)
+		nt.log.Info("forging disabled, confirmed by the node", "pid", n.proc.PID, "took", took)
 	case n.state == stateUnknown && n.fresh && !n.signalled:
-		t.log.Warn("node reports forging although it was never signalled: is it started with --start-as-non-producing-node? (or cardano-node issue #6113); treating it as forging",
+		nt.log.Warn("node reports forging although it was never signalled: is it started with --start-as-non-producing-node? (or cardano-node issue #6113); treating it as forging",
 			"pid", n.proc.PID)
 	default:
-		t.log.Info("node forging state", "pid", n.proc.PID, "was", was.String(), "now", n.state.String())
+		nt.log.Info("node forging state", "pid", n.proc.PID, "was", was.String(), "now", n.state.String())
 	}
 }
 
 // hup sends one SIGHUP, the files already set for enable or not; false if
 // it could not be delivered. Without a gauge, a delivered signal counts as
 // done (NODE_METRICS_URL="").
-func (t *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
-	n := &t.n
-	if err := t.host.signal(n.proc, unix.SIGHUP); err != nil {
+func (nt *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
+	n := &nt.n
+	if err := nt.host.signal(n.proc, unix.SIGHUP); err != nil {
 		if !errors.Is(err, errNodeNotFound) {
 			n.signalErr = err // a replica that cannot signal is not eligible: it hands over
-			t.signals.set(t.log, err)
+			nt.signals.set(nt.log, err)
 		}
 		return false
 	}
 	n.signalErr = nil
-	t.signals.set(t.log, nil)
+	nt.signals.set(nt.log, nil)
 	n.signalled, n.sent, n.before, n.beforeAt = true, now, n.lastRead, n.readAt
 	reason := "disable"
 	switch {
@@ -490,25 +490,25 @@ func (t *nodeTracker) hup(now time.Time, enable bool, digest string) bool {
 	default:
 		n.state = stateDisabling
 	}
-	t.m.sighup(reason)
-	t.log.Debug("SIGHUP sent", "pid", n.proc.PID, "reason", reason)
+	nt.m.sighup(reason)
+	nt.log.Debug("SIGHUP sent", "pid", n.proc.PID, "reason", reason)
 	return true
 }
 
 // kill ends the node with SIGKILL: its forging threads stop with it, and the
 // kubelet restarts it non-producing. SIGKILL, not SIGTERM, because a
 // graceful shutdown may outlast the Lease. false if it could not be killed.
-func (t *nodeTracker) kill(why string) bool {
-	n := &t.n
-	err := t.host.signal(n.proc, unix.SIGKILL)
-	t.log.Error("killing the node", "pid", n.proc.PID, "why", why, "err", errString(err))
+func (nt *nodeTracker) kill(why string) bool {
+	n := &nt.n
+	err := nt.host.signal(n.proc, unix.SIGKILL)
+	nt.log.Error("killing the node", "pid", n.proc.PID, "why", why, "err", errString(err))
 	if err != nil && !errors.Is(err, errNodeNotFound) {
 		n.signalErr = err
-		t.signals.set(t.log, err)
+		nt.signals.set(nt.log, err)
 		return false
 	}
 	if err == nil {
-		t.m.nodeTerminated()
+		nt.m.nodeTerminated()
 	}
 	n.state = stateOff
 	return true

@@ -31,21 +31,21 @@ type tenant struct {
 // resolveTenant derives names and labels from the configuration. An explicit
 // LEASE_NAME, CRD_NAME or CLUSTER_IDENTIFIER wins over the derived name.
 func resolveTenant(c *config) tenant {
-	t := tenant{Network: c.Network, PoolID: c.PoolID, Region: c.Region}
+	tn := tenant{Network: c.Network, PoolID: c.PoolID, Region: c.Region}
 	if c.PoolID == "" {
-		t.Lease, t.Leader = defaultLeaseName, defaultLeaderName
-		t.Cluster = joinName("", []string{c.Network, c.Region}, c.Network+"\x00"+c.Region)
+		tn.Lease, tn.Leader = defaultLeaseName, defaultLeaderName
+		tn.Cluster = joinName("", []string{c.Network, c.Region}, c.Network+"\x00"+c.Region)
 	} else {
 		key := c.Network + "\x00" + c.PoolID
-		t.Lease = joinName("cardano-leader-", []string{c.Network, c.PoolID}, key)
-		t.Leader = t.Lease
-		t.Cluster = joinName("", []string{c.Network, c.PoolID, c.Region}, key+"\x00"+c.Region)
+		tn.Lease = joinName("cardano-leader-", []string{c.Network, c.PoolID}, key)
+		tn.Leader = tn.Lease
+		tn.Cluster = joinName("", []string{c.Network, c.PoolID, c.Region}, key+"\x00"+c.Region)
 	}
-	t.Lease = override(c.LeaseName, t.Lease)
-	t.Leader = override(c.CRDName, t.Leader)
-	t.Cluster = override(c.ClusterIdentifier, t.Cluster)
-	t.Labels = tenantLabels(c)
-	return t
+	tn.Lease = override(c.LeaseName, tn.Lease)
+	tn.Leader = override(c.CRDName, tn.Leader)
+	tn.Cluster = override(c.ClusterIdentifier, tn.Cluster)
+	tn.Labels = tenantLabels(c)
+	return tn
 }
 
 func override(explicit, derived string) string {
@@ -134,9 +134,9 @@ func tenantLabels(c *config) map[string]string {
 }
 
 // logAttrs are the tenant fields on every log line.
-func (t tenant) logAttrs(pod string) []slog.Attr {
+func (tn tenant) logAttrs(pod string) []slog.Attr {
 	return []slog.Attr{
-		slog.String("pod", pod), slog.String("network", t.Network),
-		slog.String("pool_id", t.PoolID), slog.String("region", t.Region),
+		slog.String("pod", pod), slog.String("network", tn.Network),
+		slog.String("pool_id", tn.PoolID), slog.String("region", tn.Region),
 	}
 }
