@@ -89,7 +89,7 @@ type setting struct {
 const noCoordination = "has no effect while ENABLE_CLUSTER_MANAGEMENT is false: this StatefulSet " +
 	"runs its own election, and another region running its own forges too"
 
-// The application types of SPEC 4; only a block producer ever holds keys.
+// The application types; only a block producer ever holds keys.
 const (
 	appBlockProducer = "block-producer"
 	appRelay         = "relay"

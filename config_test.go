@@ -245,11 +245,11 @@ func TestHelpListsEveryVariable(t *testing.T) {
 			t.Errorf("help line for %s lacks its default %q: %s", s.name, s.def, line)
 		}
 	}
-	// Every variable SPEC 4 names is in the table.
+	// Every variable the product specification names is in the table.
 	spec := []string{"POD_NAME", "NAMESPACE", "POD_UID", "NODE_SOCKET", "SOCKET_WAIT_TIMEOUT", "SOURCE_KES_KEY", "SOURCE_VRF_KEY", "SOURCE_OP_CERT", "TARGET_KES_KEY", "TARGET_VRF_KEY", "TARGET_OP_CERT", "CARDANO_NODE_PROCESS_NAME", "NODE_METRICS_URL", "SIGHUP_CONFIRM_TIMEOUT", "LEASE_NAME", "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "API_TIMEOUT", "CRD_GROUP", "CRD_VERSION", "CRD_PLURAL", "CRD_NAME", "METRICS_PORT", "LOG_LEVEL", "KUBECONFIG", "POOL_ID", "POOL_ID_HEX", "POOL_NAME", "POOL_TICKER", "CARDANO_NETWORK", "NETWORK_MAGIC", "APPLICATION_TYPE", "ENABLE_CLUSTER_MANAGEMENT", "CLUSTER_REGION", "CLUSTER_PRIORITY", "CLUSTER_IDENTIFIER", "CLUSTER_ENVIRONMENT", "CLUSTER_KUBECONFIG", "CLUSTER_NAMESPACE", "HEALTH_CHECK_ENDPOINT", "HEALTH_CHECK_INTERVAL", "HEALTH_CHECK_TIMEOUT", "HEALTH_CHECK_FAILURE_THRESHOLD"}
 	for _, name := range spec {
 		if !strings.Contains(b.String(), "\n"+name+" ") {
-			t.Errorf("SPEC variable %s missing from help", name)
+			t.Errorf("specified variable %s missing from help", name)
 		}
 	}
 }

@@ -1,6 +1,6 @@
 package main
 
-// The CardanoLeader custom resource (SPEC 5): one per tenant, written only
+// The CardanoLeader custom resource (deploy/crds): one per tenant, written only
 // by the leader, only through the /status subresource with a JSON merge
 // patch, and only when its content changes, so a steady state costs no
 // writes. Custom resources travel as plain JSON through the REST client.

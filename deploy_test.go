@@ -293,7 +293,7 @@ func TestManifestsDryRun(t *testing.T) {
 			if err == nil {
 				break
 			}
-			// A CRD just created answers 429 for a while (SPEC 10).
+			// A CRD just created answers 429 for a while (internal/testenv).
 			if !strings.Contains(string(out), "storage is (re)initializing") || time.Now().After(deadline) {
 				t.Errorf("%s: %v", f, err)
 				break

@@ -2,7 +2,7 @@
 
 package main
 
-// Fault injection (SPEC 3): three simulated pods running the real binary
+// Fault injection (docs/design.md, the safety invariants): three simulated pods running the real binary
 // against the real API server; each scenario repeats its fault on a live
 // cluster. The verdicts come from the stand-in nodes' own records: never two
 // forging at the same instant, and exactly one forging, stably, within the

@@ -1,7 +1,7 @@
 package main
 
 // The forging state machine (forge.go), specified by tables named after the
-// invariants of SPEC 3 they defend, then the whole pass in the simulated
+// invariants they defend (docs/design.md), then the whole pass in the simulated
 // world of sim_test.go, one scenario per known path to two forgers.
 
 import (

@@ -138,7 +138,7 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-// TestMetricsSeries: every SPEC 8 series exists from the first scrape, with
+// TestMetricsSeries: every series the README lists exists from the first scrape, with
 // the tenant labels.
 func TestMetricsSeries(t *testing.T) {
 	s, clock := testSidecar(t)

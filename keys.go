@@ -3,7 +3,7 @@ package main
 // Credential files: validating the three sources, writing them into place
 // atomically and privately, removing them, and the init subcommand.
 //
-// The rules come from how cardano-node reads them (SPEC 2): a missing file
+// The rules come from how cardano-node reads them (docs/design.md, The node): a missing file
 // disables forging on SIGHUP, a corrupt one changes nothing. So a file is
 // never truncated or written in place: a temporary file created 0600 in the
 // same directory is written, synced and renamed over the target, and the

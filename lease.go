@@ -2,8 +2,8 @@ package main
 
 // Leader election on a coordination.k8s.io/v1 Lease, written for this job
 // rather than taken from client-go's leaderelection package, whose typed
-// client drags in every API group (SPEC 9). The rules are client-go's, made
-// stricter where a second forger is at stake (SPEC 3, invariants 1, 2, 3
+// client drags in every API group. The rules are client-go's, made
+// stricter where a second forger is at stake (docs/design.md, invariants 1, 2, 3
 // and 9):
 //
 //  1. Expiry is judged on the local monotonic clock only. A replica notes

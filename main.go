@@ -127,7 +127,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 }
 
 // trouble is a condition that keeps this replica from part of its job: it
-// is logged at WARN once when it starts and once when it ends (SPEC 8),
+// is logged at WARN once when it starts and once when it ends (README, Observability),
 // never on every pass; changes in between are DEBUG.
 type trouble struct {
 	what, ok string // the messages for start and end

@@ -1,6 +1,6 @@
 package main
 
-// Metrics, declared once, on a private set (SPEC 8). The predecessor's names
+// Metrics, declared once, on a private set (README, Observability). The predecessor's names
 // are kept with their meanings made true: cardano_forging_enabled is what
 // the node confirmed, not what was intended. Gauges are read from the loop's
 // last snapshot at scrape time; counters are bumped by the loop. Every

@@ -2,7 +2,7 @@ package main
 
 // The node side: finding the cardano-node process in the pod's shared
 // process namespace, telling one incarnation from the next, signalling it,
-// and reading back what it did (SPEC 2).
+// and reading back what it did (docs/design.md, The node).
 //
 // What a signal does is never assumed: after each SIGHUP the node's own
 // forging gauge is read until it shows the wanted state or the confirmation
@@ -232,7 +232,7 @@ func socketAnswers(path string) bool {
 	return true
 }
 
-// The node's forging gauge, with and without the _int suffix (SPEC 2).
+// The node's forging gauge, with and without the _int suffix (docs/design.md, The node).
 var forgingMetrics = []string{"cardano_node_metrics_forging_enabled_int", "cardano_node_metrics_forging_enabled"}
 
 // metricsClient reads the node's Prometheus endpoint. Local and small, so a
@@ -394,8 +394,8 @@ func (nt *nodeTracker) found(p nodeProc, now time.Time) {
 }
 
 // recheckSignal sends signal 0, which checks permission without effect: a
-// node we may not signal must never be made leader (SPEC 2: same UID or
-// CAP_KILL), and a leader that loses the means hands over.
+// node we may not signal (it needs the same UID or CAP_KILL) must never be
+// made leader, and a leader that loses the means hands over.
 func (nt *nodeTracker) recheckSignal() {
 	err := nt.host.signal(nt.n.proc, 0)
 	if errors.Is(err, errNodeNotFound) {

@@ -3,7 +3,7 @@ package main
 // A simulated world for the forging core, in virtual time and without root
 // or a control plane: replicas running the real pass (sidecar.iterate) over
 // the in-memory Lease of lease_test.go, each beside a simulated
-// cardano-node that behaves as SPEC 2 says the real one does (one thread
+// cardano-node that behaves as docs/design.md (The node) says the real one does (one thread
 // per SIGHUP, the last to finish wins; a file that is not a regular file is
 // missing; a gauge that can lie at boot), a kubelet that restarts it, and
 // the dead-man probe reading the real heartbeat file. Verdicts come from

@@ -1,6 +1,6 @@
 package main
 
-// The status board and the HTTP surface (SPEC 8). The loop publishes a
+// The status board and the HTTP surface (README, Observability). The loop publishes a
 // snapshot at the end of every pass; /healthz, /readyz, /status and the
 // metrics' gauges read the last one, never the loop's own state, so a
 // handler cannot block or race a pass.

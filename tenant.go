@@ -1,7 +1,7 @@
 package main
 
 // Tenant resolution: which pool, network and region this replica serves, and
-// the object names and labels that follow from them (SPEC 6). Pure functions,
+// the object names and labels that follow from them (forge-manager help, NAMES). Pure functions,
 // no I/O.
 
 import (

@@ -1,8 +1,8 @@
 // Command cardano-node is a stand-in for the real cardano-node in
 // forge-manager's tests and demo. The real node cannot run here (it needs
 // the chain and hours of sync), so this one imitates what forge-manager
-// depends on, as SPEC 2 and shared/reference/cardano-node-facts.md describe,
-// including the dangerous parts:
+// depends on, as docs/design.md (The node) describes, including the
+// dangerous parts:
 //
 //   - at start it exits if a credential file is missing, unreadable or
 //     invalid, or if the VRF key has "other" permission bits;
