@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -89,52 +90,75 @@ func run(ctx context.Context) error {
 		return err
 	}
 	say("%s leads and its node confirmed forging", leader)
+	next, err := failover(ctx, c, w, leader)
+	if err != nil {
+		return err
+	}
+	third, err := handover(ctx, c, w, next)
+	if err != nil {
+		return err
+	}
+	return report(cp, c, third)
+}
 
+// failover kills the leader's pod outright and waits for a new forger,
+// then brings the pod back as a standby.
+func failover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string) (string, error) {
 	fmt.Println()
 	say("1/2 unplanned failover: killing pod %s at once (every process, as a machine dying)", leader)
 	from := testenv.Monotonic()
 	c.Kill(leader)
 	next, err := w.until(ctx, "a new forger", time.Minute, oneForger)
 	if err != nil {
-		return err
+		return "", err
 	}
 	_, took, err := c.Settled(ctx, from, 0)
 	if err != nil {
-		return err
+		return "", err
 	}
 	say("%s forges %.1fs after the kill (bound: LEASE_DURATION 15s + RETRY_PERIOD 2s + 1s = 18s)", next, took.Seconds())
 	if _, err := c.Start(ctx, leader, nil); err != nil {
-		return err
+		return "", err
 	}
 	say("%s comes back as a new pod (new UID) and stands by", leader)
-	if _, err := w.until(ctx, leader+" standing by", time.Minute, func(rows map[string]row) (string, bool) {
+	_, err = w.until(ctx, leader+" standing by", time.Minute, func(rows map[string]row) (string, bool) {
 		return "", rows[leader].role == "standby"
-	}); err != nil {
-		return err
-	}
+	})
+	return next, err
+}
 
+// handover sends SIGTERM to the leader's pod and waits for another forger;
+// the pod's deletion is joined before it returns.
+func handover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string) (string, error) {
 	fmt.Println()
-	say("2/2 planned handover: SIGTERM to %s (kubectl delete pod, a rolling update, a drain)", next)
-	from = testenv.Monotonic()
-	go c.Delete(next)
-	third, err := w.until(ctx, "the handover", time.Minute, func(rows map[string]row) (string, bool) {
+	say("2/2 planned handover: SIGTERM to %s (kubectl delete pod, a rolling update, a drain)", leader)
+	from := testenv.Monotonic()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.Delete(leader) })
+	defer wg.Wait()
+	next, err := w.until(ctx, "the handover", time.Minute, func(rows map[string]row) (string, bool) {
 		f, ok := oneForger(rows)
-		return f, ok && f != next
+		return f, ok && f != leader
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, took, err = c.Settled(ctx, from, 0)
+	_, took, err := c.Settled(ctx, from, 0)
 	if err != nil {
-		return err
+		return "", err
 	}
-	say("%s forges %.1fs after the SIGTERM: %s disabled, confirmed, and released the Lease", third, took.Seconds(), next)
+	say("%s forges %.1fs after the SIGTERM: %s disabled, confirmed, and released the Lease", next, took.Seconds(), leader)
+	return next, nil
+}
 
+// report shows the objects and the leader's status, and checks the nodes'
+// records for overlaps.
+func report(cp *testenv.ControlPlane, c *testenv.Cluster, leader string) error {
 	fmt.Println()
 	out, _ := cp.Kubectl("get", "cardanoleaders,leases", "-n", "cardano")
 	fmt.Printf("$ kubectl get cardanoleaders,leases -n cardano\n%s\n", out)
-	if b, err := c.Get(third, "/status"); err == nil {
-		fmt.Printf("$ curl http://%s:8000/status   # the leader's own view\n%s\n", third, b)
+	if b, err := c.Get(leader, "/status"); err == nil {
+		fmt.Printf("$ curl http://%s:8000/status   # the leader's own view\n%s\n", leader, b)
 	}
 	all, err := c.Intervals()
 	if err != nil {
