@@ -16,18 +16,19 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// restConfig is the pod's ServiceAccount in a cluster, else KUBECONFIG.
-func restConfig(c *config) (*rest.Config, error) {
-	if c.inCluster {
+// restConfig is the pod's ServiceAccount in a cluster, else the kubeconfig
+// file (KUBECONFIG).
+func restConfig(inCluster bool, kubeconfig string) (*rest.Config, error) {
+	if inCluster {
 		rc, err := rest.InClusterConfig()
 		if err != nil {
 			return nil, fmt.Errorf("in-cluster API config: %w", err)
 		}
 		return rc, nil
 	}
-	rc, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("KUBECONFIG=%q: %w", c.Kubeconfig, err)
+		return nil, fmt.Errorf("KUBECONFIG=%q: %w", kubeconfig, err)
 	}
 	return rc, nil
 }

@@ -165,7 +165,7 @@ func newLogger(w io.Writer, level slog.Level, attrs []slog.Attr) *slog.Logger {
 // hands over. The health poller and the HTTP server run beside the loop
 // and are joined before it returns.
 func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) error {
-	rc, err := restConfig(c)
+	rc, err := restConfig(c.inCluster, c.Kubeconfig)
 	if err != nil {
 		return err
 	}
