@@ -588,8 +588,7 @@ func TestInvariant5NewKeysThenStepDown(t *testing.T) {
 // standby took over at renew + 15 s.
 func TestInvariant1RestartedSidecarKeepsThePromise(t *testing.T) {
 	w, a := pair(t)
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	nextRenew(w, a)
 	a.stopped = true
 	w.run(10800 * time.Millisecond)
 	a.api.down = true
@@ -814,9 +813,7 @@ func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
 // It is not sent; at the deadline the node is disabled at once.
 func TestInvariant1NoEnableCloseToTheDeadline(t *testing.T) {
 	w, a := pair(t)
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-	fence := a.s.facts(w.clock.now()).fenceAt
+	fence := nextRenew(w, a)
 	a.api.refuse = apierrors.NewServiceUnavailable("busy")
 	a.node.slowOn = 3 * time.Second
 	w.runUntil(10*time.Second, "8 s after the renew", func() bool { return !w.clock.now().Before(fence.Add(-2 * time.Second)) })
@@ -878,8 +875,7 @@ func TestSuccessorRidesOutOneFailedRenew(t *testing.T) {
 	for _, after := range []time.Duration{500 * time.Millisecond, 4500 * time.Millisecond} {
 		t.Run(fmt.Sprint("restarted after ", after), func(t *testing.T) {
 			w, a := pair(t)
-			last := a.s.el.renewedAt
-			w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+			nextRenew(w, a)
 			a.stopped = true
 			w.run(after)
 			refused := false
@@ -1142,9 +1138,7 @@ func TestSuccessorHoldEndsBeforeTheDeadline(t *testing.T) {
 					if w.settle(40*time.Second) != "bp-0" {
 						t.Fatal("bp-0 did not lead")
 					}
-					last := a.s.el.renewedAt
-					w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-					fence := a.s.facts(w.clock.now()).fenceAt
+					fence := nextRenew(w, a)
 					a.stopped = true
 					w.run(after)
 					fault(a)
@@ -1176,9 +1170,7 @@ func TestSuccessorFailedLookKeepsTheDeadline(t *testing.T) {
 	if w.settle(40*time.Second) != "bp-0" {
 		t.Fatal("bp-0 did not lead")
 	}
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-	fence := a.s.facts(w.clock.now()).fenceAt
+	fence := nextRenew(w, a)
 	a.stopped = true
 	w.clock.setTo(fence.Add(-1700 * time.Millisecond))
 	a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
@@ -1243,21 +1235,7 @@ func TestSuccessorWaitEndsBeforeTheDeadline(t *testing.T) {
 				w := newWorld(t)
 				a := w.add("bp-0")
 				w.add("bp-1")
-				if w.settle(40*time.Second) != "bp-0" {
-					t.Fatal("bp-0 did not lead")
-				}
-				last := a.s.el.renewedAt
-				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-				fence := a.s.facts(w.clock.now()).fenceAt
-				a.stopped = true
-				w.clock.setTo(fence.Add(-lead))
-				a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
-				a.node.hupDelay = func(int) time.Duration { return 4800 * time.Millisecond }
-				a.node.signal(a.node.proc(), unix.SIGHUP)
-				a.node.hupDelay = func(int) time.Duration { return 20 * time.Millisecond }
-				w.clock.setTo(w.clock.now().Add(100 * time.Millisecond))
-				fault(a)
-				w.startSidecar(a)
+				fence := lateEnable(t, w, a, lead, 4800*time.Millisecond, fault)
 				w.run(20 * time.Second)
 				if end := w.end(a.node.spans[len(a.node.spans)-1]); end.After(fence) {
 					t.Errorf("bp-0's node forged until %s after its renew deadline (signals %v)", end.Sub(fence), a.node.sent)
@@ -1274,8 +1252,7 @@ func TestSuccessorWaitEndsBeforeTheDeadline(t *testing.T) {
 // for the predecessor's signal, which only matters once the hold is over.
 func TestSuccessorRenewsAreCutAtTheHold(t *testing.T) {
 	w, a := pair(t)
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	nextRenew(w, a)
 	a.stopped = true
 	w.run(100 * time.Millisecond)
 	a.node.setForging(false, w.clock.now()) // the node said 0; its predecessor's heartbeat says it may forge
@@ -1303,6 +1280,14 @@ func TestSuccessorRenewsAreCutAtTheHold(t *testing.T) {
 	}
 }
 
+// nextRenew waits for a's next renew and returns its renew deadline.
+func nextRenew(w *world, a *replica) time.Time {
+	w.t.Helper()
+	last := a.s.el.renewedAt
+	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	return a.s.facts(w.clock.now()).fenceAt
+}
+
 // lateEnable is the start of the successor scenarios: bp-0 leads; lead
 // before its renew deadline its sidecar sends an enable to its off node,
 // which takes delay to handle, and dies; its successor starts 100 ms later
@@ -1312,9 +1297,7 @@ func lateEnable(t *testing.T, w *world, a *replica, lead, delay time.Duration, f
 	if w.settle(40*time.Second) != "bp-0" {
 		t.Fatal("bp-0 did not lead")
 	}
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
-	fence := a.s.facts(w.clock.now()).fenceAt
+	fence := nextRenew(w, a)
 	a.stopped = true
 	w.clock.setTo(fence.Add(-lead))
 	a.node.setForging(false, w.clock.now())
@@ -1410,8 +1393,7 @@ func TestSuccessorOfAnOffNodeRenews(t *testing.T) {
 			}
 			t.Run(fmt.Sprintf("API %s/started s+%s", slow, start), func(t *testing.T) {
 				w, a := pair(t)
-				last := a.s.el.renewedAt
-				w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+				nextRenew(w, a)
 				s := a.s.el.renewedAt
 				a.stopped = true
 				w.clock.setTo(s.Add(start - 100*time.Millisecond))
@@ -1438,8 +1420,7 @@ func TestSuccessorOfAnOffNodeRenews(t *testing.T) {
 func twoLateEnables(t *testing.T) (*world, *replica, time.Time) {
 	t.Helper()
 	w, a := pair(t)
-	last := a.s.el.renewedAt
-	w.runUntil(5*time.Second, "a renew", func() bool { return a.s.el.renewedAt != last })
+	nextRenew(w, a)
 	a.stopped = true
 	w.clock.setTo(a.s.el.renewedAt.Add(time.Second))
 	a.node.setForging(false, w.clock.now()) // what the dead process did last: an enable to an off node
