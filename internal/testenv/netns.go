@@ -85,7 +85,15 @@ func (p *Pod) startPause(ctx context.Context) error {
 	p.pause = exec.Command("ip", "netns", "exec", p.netns, "unshare", "--pid", "--fork", "--kill-child",
 		"--mount-proc", "--mount", "--propagation", "private", "/bin/sh", "-c", script)
 	p.pause.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	p.pause.Stderr = os.Stderr
+	// Its own log, not the test's stderr: unshare says something as it is
+	// killed at teardown, which is no news.
+	logPath := p.Log("pause")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	defer logf.Close() // the child has its own copy
+	p.pause.Stderr = logf
 	if err := p.pause.Start(); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
@@ -100,7 +108,7 @@ func (p *Pod) startPause(ctx context.Context) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("pod %s: pause process did not start", p.Spec.Name)
+	return fmt.Errorf("pod %s: pause process did not start (see %s)", p.Spec.Name, logPath)
 }
 
 // children lists the host PIDs of pid's children, by their parent PID in
