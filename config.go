@@ -56,6 +56,9 @@ type config struct {
 	Priority                              int
 	ClusterIdentifier, ClusterEnvironment string
 	ClusterKubeconfig, ClusterNamespace   string
+	ClusterLease, ClusterRenew            time.Duration
+	ClusterRetry                          time.Duration
+	PreemptDelay, MinHold                 time.Duration
 
 	HealthEndpoint                string
 	HealthInterval, HealthTimeout time.Duration
@@ -85,9 +88,13 @@ type setting struct {
 }
 
 // noCoordination is the notice for a cluster-wide coordination variable set
-// while that coordination is off (it is not implemented in this version).
+// while that coordination is off.
 const noCoordination = "has no effect while ENABLE_CLUSTER_MANAGEMENT is false: this StatefulSet " +
 	"runs its own election, and another region running its own forges too"
+
+// poolInSpec is the notice for a pool detail only the CardanoForgeCluster
+// shows.
+const poolInSpec = "is used only with ENABLE_CLUSTER_MANAGEMENT=true, in the spec.pool of the CardanoForgeCluster it creates"
 
 // The application types; only a block producer ever holds keys.
 const (
@@ -197,10 +204,10 @@ func settingsOf(c *config) []setting {
 			help: "Pool identifier (any string, e.g. a bech32 pool id). Set: multi-tenant names (see " +
 				"NAMES)."},
 		{name: "POOL_ID_HEX", parse: text(&c.PoolIDHex, isPoolHex),
-			unused: "is not used by this version: names and labels come from POOL_ID",
+			unused: poolInSpec,
 			help:   "Pool id as 56 hex digits (the 28-byte pool key hash)."},
 		{name: "POOL_NAME", parse: text(&c.PoolName, isFreeText),
-			unused: "is not used by this version: no status shows it yet",
+			unused: poolInSpec,
 			help:   "Human-readable pool name."},
 		{name: "POOL_TICKER", parse: text(&c.PoolTicker, isTicker),
 			help: "Pool ticker, a metric label."},
@@ -214,27 +221,51 @@ func settingsOf(c *config) []setting {
 				" never lead."},
 
 		{name: "ENABLE_CLUSTER_MANAGEMENT", def: "false", parse: boolean(&c.ClusterManagement),
-			help: "Cluster-wide (multi-region) coordination. Not implemented in this version: true is " +
-				"refused rather than ignored. Without it, each StatefulSet runs its own election: run" +
-				" one per pool."},
+			help: "Cluster-wide coordination (docs/regions.md): one forger for the pool across " +
+				"StatefulSets, regions and Kubernetes clusters, through a forging token Lease in the " +
+				"coordination API server. Without it, each StatefulSet runs its own election: run one " +
+				"per pool."},
 		{name: "CLUSTER_REGION", def: "unknown", parse: text(&c.Region, isDNSLabel),
-			help: "Region of this StatefulSet (lowercase DNS label); a name part and a label."},
+			help: "Region of this StatefulSet (lowercase DNS label); a name part and a label. Required" +
+				" with ENABLE_CLUSTER_MANAGEMENT, distinct per StatefulSet of a pool."},
 		{name: "CLUSTER_PRIORITY", def: "100", parse: integer(&c.Priority, 1, 999),
 			unused: noCoordination,
-			help:   "Region priority, 1..999, lower wins."},
+			help: "Region priority, 1..999, lower wins: the spec.priority of the CardanoForgeCluster " +
+				"this replica creates. The object's spec, once it exists, is the operator's and wins."},
 		{name: "CLUSTER_IDENTIFIER", parse: text(&c.ClusterIdentifier, isObjectName),
 			unused: noCoordination,
 			help: "CardanoForgeCluster name. Default: {network}-{pool}-{region} with POOL_ID, else " +
 				"{network}-{region}."},
 		{name: "CLUSTER_ENVIRONMENT", def: "production", parse: text(&c.ClusterEnvironment, isLabelValue),
 			unused: noCoordination,
-			help:   "Environment name, for status only."},
+			help: "Environment name: the cardano.io/environment label on the cluster-wide objects, and" +
+				" in /status."},
 		{name: "CLUSTER_KUBECONFIG", parse: path(&c.ClusterKubeconfig),
 			unused: noCoordination,
-			help:   "Kubeconfig of the API server holding cluster-wide objects. Default: this cluster's."},
+			help: "Kubeconfig file (mounted from a Secret) of the coordination API server, which holds " +
+				"the forging token, the candidacies and the CardanoForgeClusters. Read once at start. " +
+				"Default: this pod's own API server."},
 		{name: "CLUSTER_NAMESPACE", parse: text(&c.ClusterNamespace, isDNSLabel),
 			unused: noCoordination,
-			help:   "Namespace of cluster-wide objects. Default: NAMESPACE."},
+			help:   "Namespace of the cluster-wide objects. Default: NAMESPACE."},
+		{name: "CLUSTER_LEASE_DURATION", def: "20s", parse: duration(&c.ClusterLease, time.Second, time.Hour),
+			unused: noCoordination,
+			help: "The forging token is taken over only after it was seen unchanged this long; a " +
+				"candidacy not renewed this long is not live. Whole seconds."},
+		{name: "CLUSTER_RENEW_DEADLINE", def: "12s", parse: duration(&c.ClusterRenew, 200*time.Millisecond, time.Hour),
+			unused: noCoordination,
+			help:   "A token holder that has not renewed for this long disables forging."},
+		{name: "CLUSTER_RETRY_PERIOD", def: "2s", parse: duration(&c.ClusterRetry, 100*time.Millisecond, 10*time.Minute),
+			unused: noCoordination,
+			help: "How often the token is renewed or observed, candidacies written and read, and the " +
+				"CardanoForgeCluster read."},
+		{name: "CLUSTER_PREEMPT_DELAY", def: "2m", parse: duration(&c.PreemptDelay, time.Second, 24*time.Hour),
+			unused: noCoordination,
+			help: "The token holder hands over to a better region only after that region's candidacy " +
+				"has been live and better this long without a break. At least CLUSTER_LEASE_DURATION."},
+		{name: "CLUSTER_MIN_HOLD", def: "10m", parse: duration(&c.MinHold, 0, 24*time.Hour),
+			unused: noCoordination,
+			help:   "...and only after it has held the token this long."},
 
 		{name: "HEALTH_CHECK_ENDPOINT", parse: httpURL(&c.HealthEndpoint),
 			help: "HTTP(S) URL probed every HEALTH_CHECK_INTERVAL; a 2xx answer is healthy. Unset: only" +
@@ -256,7 +287,7 @@ func loadConfig(getenv func(string) (string, bool), cmd string) (*config, error)
 	c := &config{}
 	problems, given, bad := c.read(getenv)
 	_, c.inCluster = getenv("KUBERNETES_SERVICE_HOST")
-	c.notices = notices(getenv, given, settingsOf(c))
+	c.notices = notices(getenv, given, settingsOf(c), c.ClusterManagement)
 	c.derive(cmd, given, bad)
 	problems = append(problems, c.validate(cmd, given, bad)...)
 	if len(problems) > 0 {
@@ -298,9 +329,12 @@ func (c *config) read(getenv func(string) (string, bool)) (problems []string, gi
 // notices are the variables set that this version accepts and does not use,
 // and the predecessor's that it does not know: reported, never silently
 // ignored, and no reason to stop.
-func notices(getenv func(string) (string, bool), given map[string]bool, settings []setting) []string {
+func notices(getenv func(string) (string, bool), given map[string]bool, settings []setting, cluster bool) []string {
 	var out []string
 	for _, s := range settings {
+		if (s.unused == noCoordination || s.unused == poolInSpec) && cluster {
+			continue
+		}
 		if s.unused != "" && given[s.name] {
 			out = append(out, s.name+" "+s.unused)
 		}
@@ -339,7 +373,7 @@ func (c *config) validate(cmd string, given, bad map[string]bool) []string {
 	}
 	if !anyBad(bad, "LEASE_DURATION", "RENEW_DEADLINE", "RETRY_PERIOD", "API_TIMEOUT", "DEADMAN_PROBE_PERIOD",
 		"DEADMAN_PROBE_FAILURE_THRESHOLD", "DEADMAN_PROBE_TIMEOUT", "DEADMAN_PROBE_GRACE") {
-		p = append(p, timingProblems(c.timing(), c.Probe)...)
+		p = append(p, timingProblems(c.timing(), c.Probe, "")...)
 	}
 	want, known := knownMagic[c.Network]
 	switch {
@@ -349,14 +383,33 @@ func (c *config) validate(cmd string, given, bad map[string]bool) []string {
 		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
 	}
 	if c.ClusterManagement {
-		add(`ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented in this version, ` +
-			`so forge-manager refuses rather than run without the protection you asked for. Run the pool's block ` +
-			`producers as one StatefulSet in one region: false in two regions gives two elections, so two forgers`)
+		p = append(p, c.validateCluster(given, bad)...)
 	}
 	if c.HealthTimeout >= c.HealthInterval && !bad["HEALTH_CHECK_TIMEOUT"] && !bad["HEALTH_CHECK_INTERVAL"] {
 		add(`HEALTH_CHECK_TIMEOUT="%s" must be shorter than HEALTH_CHECK_INTERVAL="%s"`, c.HealthTimeout, c.HealthInterval)
 	}
 	return append(p, c.distinctPaths()...)
+}
+
+// validateCluster checks the cluster-wide coordination's settings: the
+// token's timing by the local Lease's rules, and the hysteresis against it.
+func (c *config) validateCluster(given, bad map[string]bool) []string {
+	var p []string
+	if !given["CLUSTER_REGION"] && !bad["CLUSTER_REGION"] {
+		p = append(p, "CLUSTER_REGION is required with ENABLE_CLUSTER_MANAGEMENT=true: each StatefulSet of the pool "+
+			"needs its own region name, or two of them would share one candidacy")
+	}
+	if anyBad(bad, "CLUSTER_LEASE_DURATION", "CLUSTER_RENEW_DEADLINE", "CLUSTER_RETRY_PERIOD", "API_TIMEOUT",
+		"SIGHUP_CONFIRM_TIMEOUT", "DEADMAN_PROBE_PERIOD", "DEADMAN_PROBE_FAILURE_THRESHOLD", "DEADMAN_PROBE_TIMEOUT", "DEADMAN_PROBE_GRACE") {
+		return p
+	}
+	p = append(p, timingProblems(c.clusterTiming().timing, c.Probe, "CLUSTER_")...)
+	// A candidacy seen once stays live for a lease duration; one that must
+	// be better for longer than that was really renewed all along.
+	if c.PreemptDelay < c.ClusterLease && !bad["CLUSTER_PREEMPT_DELAY"] {
+		p = append(p, fmt.Sprintf(`CLUSTER_PREEMPT_DELAY="%s" must be at least CLUSTER_LEASE_DURATION="%s"`, c.PreemptDelay, c.ClusterLease))
+	}
+	return p
 }
 
 // validateRun checks what run needs: its identity and an API server.
@@ -404,6 +457,15 @@ func anyBad(bad map[string]bool, names ...string) bool {
 func (c *config) timing() timing {
 	return timing{lease: c.LeaseDuration, renew: c.RenewDeadline, retry: c.RetryPeriod,
 		api: c.APITimeout, confirm: c.ConfirmTimeout}
+}
+
+// clusterTiming is the forging token's timing and the preemption
+// hysteresis (cluster.go).
+func (c *config) clusterTiming() clusterTiming {
+	return clusterTiming{
+		timing:  timing{lease: c.ClusterLease, renew: c.ClusterRenew, retry: c.ClusterRetry, api: c.APITimeout, confirm: c.ConfirmTimeout},
+		preempt: c.PreemptDelay, minHold: c.MinHold,
+	}
 }
 
 // heartbeatDefault: beside the dead-man binary, so the probe, which runs as

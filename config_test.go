@@ -82,6 +82,10 @@ func TestConfigValues(t *testing.T) {
 		{"log level any case", runEnv("LOG_LEVEL", "DEBUG"), func(c *config) bool { return c.LogLevel.String() == "DEBUG" }},
 		{"explicit API timeout", runEnv("API_TIMEOUT", "3s"), func(c *config) bool { return c.APITimeout == 3*time.Second }},
 		{"cluster namespace given", runEnv("CLUSTER_NAMESPACE", "global"), func(c *config) bool { return c.ClusterNamespace == "global" }},
+		{"cluster defaults", clusterEnv(), func(c *config) bool {
+			t := c.clusterTiming()
+			return t.lease == 20*time.Second && t.renew == 12*time.Second && t.retry == 2*time.Second && t.preempt == 2*time.Minute && t.minHold == 10*time.Minute
+		}},
 		{"pool hex upper case", runEnv("POOL_ID_HEX", strings.Repeat("AB", 28)), func(c *config) bool { return len(c.PoolIDHex) == 56 }},
 		{"relay", runEnv("APPLICATION_TYPE", "relay"), func(c *config) bool { return c.AppType == appRelay }},
 		{"empty deadman binary disables the copy", runEnv("DEADMAN_BINARY", ""), func(c *config) bool { return c.DeadmanBinary == "" }},
@@ -119,7 +123,14 @@ func TestConfigErrors(t *testing.T) {
 		{"renew deadline past lease", runEnv("RENEW_DEADLINE", "20s"), "run", `RENEW_DEADLINE="20s" must be shorter than LEASE_DURATION="15s" by at least 2s`},
 		{"dead-man probe too slow for the margin", runEnv("RENEW_DEADLINE", "12s"), "run", `the dead-man probe kills the node up to 4s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="1s" x DEADMAN_PROBE_FAILURE_THRESHOLD="2" + DEADMAN_PROBE_TIMEOUT="1s" + DEADMAN_PROBE_GRACE="1s"); with 1s margin that must fit in LEASE_DURATION - RENEW_DEADLINE = 3s`},
 		{"probe threshold", runEnv("DEADMAN_PROBE_FAILURE_THRESHOLD", "0"), "run", `DEADMAN_PROBE_FAILURE_THRESHOLD="0": want a whole number from 1 to 100`},
-		{"cluster management refused without advising two elections", runEnv("ENABLE_CLUSTER_MANAGEMENT", "true"), "run", `false in two regions gives two elections, so two forgers`},
+		{"cluster management needs a region", runEnv("ENABLE_CLUSTER_MANAGEMENT", "true"), "run", `CLUSTER_REGION is required with ENABLE_CLUSTER_MANAGEMENT=true`},
+		{"cluster renew deadline too close", clusterEnv("CLUSTER_RENEW_DEADLINE", "19s"), "run", `CLUSTER_RENEW_DEADLINE="19s" must be shorter than CLUSTER_LEASE_DURATION="20s" by at least 2s`},
+		{"cluster lease in whole seconds", clusterEnv("CLUSTER_LEASE_DURATION", "20.5s"), "run", `CLUSTER_LEASE_DURATION="20.5s" must be a whole number of seconds`},
+		{"cluster retry too slow", clusterEnv("CLUSTER_RETRY_PERIOD", "7s"), "run", `CLUSTER_RETRY_PERIOD="7s" must be at most half of CLUSTER_RENEW_DEADLINE="12s"`},
+		{"cluster probe budget", clusterEnv("CLUSTER_LEASE_DURATION", "14", "CLUSTER_RENEW_DEADLINE", "11s"), "run", `must fit in CLUSTER_LEASE_DURATION - CLUSTER_RENEW_DEADLINE = 3s`},
+		{"cluster API timeout", clusterEnv("CLUSTER_RENEW_DEADLINE", "4s", "CLUSTER_RETRY_PERIOD", "1s", "CLUSTER_LEASE_DURATION", "10"), "run", `API_TIMEOUT="5s" must be at most half of CLUSTER_RENEW_DEADLINE="4s"`},
+		{"preempt delay shorter than a lease", clusterEnv("CLUSTER_PREEMPT_DELAY", "10s"), "run", `CLUSTER_PREEMPT_DELAY="10s" must be at least CLUSTER_LEASE_DURATION="20s"`},
+		{"cluster duration unparsable", clusterEnv("CLUSTER_MIN_HOLD", "ten minutes"), "run", `CLUSTER_MIN_HOLD="ten minutes"`},
 		{"no margin", runEnv("RENEW_DEADLINE", "14s"), "run", `RENEW_DEADLINE="14s" must be shorter than LEASE_DURATION="15s" by at least 2s`},
 		{"retry too long", runEnv("RETRY_PERIOD", "6s"), "run", `RETRY_PERIOD="6s" must be at most half of RENEW_DEADLINE="10s"`},
 		{"lease not whole seconds", runEnv("LEASE_DURATION", "15.5s"), "run", `LEASE_DURATION="15.5s" must be a whole number of seconds`},
@@ -133,7 +144,6 @@ func TestConfigErrors(t *testing.T) {
 		{"pool hex not hex", runEnv("POOL_ID_HEX", strings.Repeat("zz", 28)), "run", `POOL_ID_HEX="zzzz`},
 		{"pool hex short", runEnv("POOL_ID_HEX", "abcd"), "run", `POOL_ID_HEX="abcd": want 56 hex digits`},
 		{"boolean strict", runEnv("ENABLE_CLUSTER_MANAGEMENT", "on"), "run", `ENABLE_CLUSTER_MANAGEMENT="on": want true, false, 1, 0, yes or no`},
-		{"cluster management refused", runEnv("ENABLE_CLUSTER_MANAGEMENT", "true"), "run", `ENABLE_CLUSTER_MANAGEMENT="true": cluster-wide coordination is not implemented`},
 		{"port zero", runEnv("METRICS_PORT", "0"), "run", `METRICS_PORT="0": want a whole number from 1 to 65535`},
 		{"port too high", runEnv("METRICS_PORT", "70000"), "run", `METRICS_PORT="70000"`},
 		{"relative path", runEnv("TARGET_KES_KEY", "ipc/kes.skey"), "run", `TARGET_KES_KEY="ipc/kes.skey": want an absolute path`},
@@ -216,6 +226,24 @@ func TestConfigCoordinationVariablesWarn(t *testing.T) {
 	}
 	if strings.Contains(got, "CLUSTER_REGION") {
 		t.Errorf("CLUSTER_REGION names objects and labels: no notice wanted, got %q", got)
+	}
+}
+
+// clusterEnv is runEnv with cluster management on in region eu.
+func clusterEnv(kv ...string) env {
+	return runEnv(append([]string{"ENABLE_CLUSTER_MANAGEMENT", "true", "CLUSTER_REGION", "eu"}, kv...)...)
+}
+
+// TestConfigCoordinationVariablesUsed: with cluster management on, every
+// CLUSTER_* variable is used, so none is reported as ignored.
+func TestConfigCoordinationVariablesUsed(t *testing.T) {
+	c, err := loadConfig(clusterEnv("CLUSTER_PRIORITY", "10", "CLUSTER_KUBECONFIG", "/k", "CLUSTER_MIN_HOLD", "0",
+		"CLUSTER_ENVIRONMENT", "staging", "CLUSTER_IDENTIFIER", "x", "CLUSTER_NAMESPACE", "global").lookup, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.notices) != 0 {
+		t.Errorf("notices %q; want none", c.notices)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -132,27 +133,33 @@ func (w *statusWriter) desired(now time.Time, f leaderFacts) leaderStatus {
 	if !f.forging {
 		c.Status, c.Reason, c.Message = "False", "NotForging", f.why
 	}
-	c.LastTransitionTime = stamp
-	for _, oc := range old.Conditions {
+	st.Conditions = []condition{stamped(c, old.Conditions, now)}
+	return st
+}
+
+// stamped gives c the transition time of the same condition in old when
+// its status did not change, else now.
+func stamped(c condition, old []condition, now time.Time) condition {
+	c.LastTransitionTime = now.UTC().Format(time.RFC3339)
+	for _, oc := range old {
 		if oc.Type == c.Type && oc.Status == c.Status {
 			c.LastTransitionTime = oc.LastTransitionTime
 		}
 	}
-	st.Conditions = []condition{c}
-	return st
+	return c
 }
 
-// kubeLeaders is leaderAPI over the REST client.
-type kubeLeaders struct {
+// kubeObject is one custom resource over the REST client, as raw JSON:
+// read, created with a spec, its status merge-patched.
+type kubeObject struct {
 	rc                     *rest.RESTClient
 	group, version, plural string // CRD_GROUP, CRD_VERSION, CRD_PLURAL
+	kind, resource         string // for the body, and for errors
 	namespace, name        string
 	labels                 map[string]string
 }
 
-var _ leaderAPI = (*kubeLeaders)(nil)
-
-func (k *kubeLeaders) path(sub ...string) string {
+func (k *kubeObject) path(sub ...string) string {
 	p := "/apis/" + k.group + "/" + k.version + "/namespaces/" + k.namespace + "/" + k.plural
 	for _, s := range sub {
 		p += "/" + s
@@ -160,33 +167,171 @@ func (k *kubeLeaders) path(sub ...string) string {
 	return p
 }
 
-func (k *kubeLeaders) get(ctx context.Context) (*leaderObject, error) {
+func (k *kubeObject) get(ctx context.Context) ([]byte, error) {
 	b, err := k.rc.Get().AbsPath(k.path(k.name)).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("get", "cardanoleader", k.namespace, k.name, err))
+	return b, wrapAPI("get", k.resource, k.namespace, k.name, err)
+}
+
+func (k *kubeObject) create(ctx context.Context, spec any) ([]byte, error) {
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": k.group + "/" + k.version, "kind": k.kind,
+		"metadata": map[string]any{"name": k.name, "labels": k.labels}, "spec": spec,
+	})
+	b, err := k.rc.Post().AbsPath(k.path()).SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
+	return b, wrapAPI("create", k.resource, k.namespace, k.name, err)
+}
+
+func (k *kubeObject) patchStatus(ctx context.Context, st any) ([]byte, error) {
+	body, _ := json.Marshal(map[string]any{"status": st})
+	b, err := k.rc.Patch(types.MergePatchType).AbsPath(k.path(k.name, "status")).Body(body).DoRaw(ctx)
+	return b, wrapAPI("patch", k.resource, k.namespace, k.name, err)
+}
+
+// kubeLeaders is leaderAPI over the REST client.
+type kubeLeaders struct{ kubeObject }
+
+var _ leaderAPI = (*kubeLeaders)(nil)
+
+func (k *kubeLeaders) get(ctx context.Context) (*leaderObject, error) {
+	return decodeJSON[leaderObject](k.kubeObject.get(ctx))
 }
 
 func (k *kubeLeaders) create(ctx context.Context) (*leaderObject, error) {
-	body, _ := json.Marshal(map[string]any{
-		"apiVersion": k.group + "/" + k.version, "kind": "CardanoLeader",
-		"metadata": map[string]any{"name": k.name, "labels": k.labels}, "spec": map[string]any{},
-	})
-	b, err := k.rc.Post().AbsPath(k.path()).SetHeader("Content-Type", "application/json").Body(body).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("create", "cardanoleader", k.namespace, k.name, err))
+	return decodeJSON[leaderObject](k.kubeObject.create(ctx, map[string]any{}))
 }
 
 func (k *kubeLeaders) patchStatus(ctx context.Context, st leaderStatus) (*leaderObject, error) {
-	body, _ := json.Marshal(map[string]any{"status": st})
-	b, err := k.rc.Patch(types.MergePatchType).AbsPath(k.path(k.name, "status")).Body(body).DoRaw(ctx)
-	return decodeLeader(b, wrapAPI("patch", "cardanoleader", k.namespace, k.name, err))
+	return decodeJSON[leaderObject](k.kubeObject.patchStatus(ctx, st))
 }
 
-func decodeLeader(b []byte, err error) (*leaderObject, error) {
+// decodeJSON decodes an answer, or passes its error on.
+func decodeJSON[T any](b []byte, err error) (*T, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj := &leaderObject{}
+	obj := new(T)
 	if err := json.Unmarshal(b, obj); err != nil {
 		return nil, err
 	}
 	return obj, nil
+}
+
+// The CardanoForgeCluster (deploy/crds/cardanoforgecluster.yaml): one per
+// region and tenant in the coordination API server. Its spec is the
+// operator's, read every CLUSTER_RETRY_PERIOD by the region's local leader
+// and never written after creation; its status is the leader's, written on
+// change only (cluster.go).
+type forgeClusterObject struct {
+	Metadata struct {
+		Name       string `json:"name"`
+		Generation int64  `json:"generation"`
+	} `json:"metadata"`
+	Spec   forgeClusterSpec   `json:"spec"`
+	Status forgeClusterStatus `json:"status"`
+}
+
+type forgeClusterSpec struct {
+	Network struct {
+		Name  string `json:"name"`
+		Magic int64  `json:"magic"`
+	} `json:"network"`
+	Region     string         `json:"region"`
+	Priority   *int           `json:"priority,omitempty"`
+	ForgeState string         `json:"forgeState,omitempty"`
+	Override   *forgeOverride `json:"override,omitempty"`
+}
+
+type forgeOverride struct {
+	Enabled       bool   `json:"enabled"`
+	Reason        string `json:"reason,omitempty"`
+	ForceState    string `json:"forceState,omitempty"`
+	ForcePriority *int   `json:"forcePriority,omitempty"`
+	ExpiresAt     string `json:"expiresAt,omitempty"`
+}
+
+type forgeClusterStatus struct {
+	EffectiveState     string        `json:"effectiveState,omitempty"`
+	EffectivePriority  int           `json:"effectivePriority,omitempty"`
+	ActiveLeader       string        `json:"activeLeader"`
+	ForgingEnabled     bool          `json:"forgingEnabled"`
+	HealthStatus       *healthStatus `json:"healthStatus,omitempty"`
+	Conditions         []condition   `json:"conditions"`
+	ObservedGeneration int64         `json:"observedGeneration"`
+}
+
+type healthStatus struct {
+	Healthy             bool   `json:"healthy"`
+	ConsecutiveFailures int    `json:"consecutiveFailures"`
+	LastProbeTime       string `json:"lastProbeTime,omitempty"` // the check that last changed the verdict
+	Message             string `json:"message"`
+}
+
+// clusterAPI is the coordination API server access cluster.go needs.
+type clusterAPI interface {
+	getForgeCluster(ctx context.Context) (*forgeClusterObject, error)
+	createForgeCluster(ctx context.Context) (*forgeClusterObject, error)
+	patchForgeClusterStatus(ctx context.Context, st forgeClusterStatus) (*forgeClusterObject, error)
+	candidacies(ctx context.Context) ([]coordinationv1.Lease, error)
+	putCandidacy(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
+}
+
+// forgeClusterBody is what a created CardanoForgeCluster says: this
+// StatefulSet's configuration, which the operator may then change.
+type forgeClusterBody struct {
+	Network         string
+	Magic           uint32
+	PoolID, PoolHex string
+	PoolName        string
+	Ticker          string
+	Region          string
+	Priority        int
+}
+
+// kubeCluster is clusterAPI over the REST client of the coordination API
+// server.
+type kubeCluster struct {
+	cr          kubeObject
+	body        forgeClusterBody
+	candidacy   *kubeLeases // this region's
+	selector    string      // every region's candidacy of the pool
+	clusterName string
+}
+
+var _ clusterAPI = (*kubeCluster)(nil)
+
+func (k *kubeCluster) getForgeCluster(ctx context.Context) (*forgeClusterObject, error) {
+	return decodeJSON[forgeClusterObject](k.cr.get(ctx))
+}
+
+func (k *kubeCluster) createForgeCluster(ctx context.Context) (*forgeClusterObject, error) {
+	b := k.body
+	pool := map[string]any{}
+	for key, v := range map[string]string{"id": b.PoolID, "idHex": b.PoolHex, "name": b.PoolName, "ticker": b.Ticker} {
+		if v != "" {
+			pool[key] = v
+		}
+	}
+	spec := map[string]any{"network": map[string]any{"name": b.Network, "magic": b.Magic}, "region": b.Region,
+		"priority": b.Priority, "forgeState": forgePriorityBased}
+	if len(pool) > 0 {
+		spec["pool"] = pool
+	}
+	return decodeJSON[forgeClusterObject](k.cr.create(ctx, spec))
+}
+
+func (k *kubeCluster) patchForgeClusterStatus(ctx context.Context, st forgeClusterStatus) (*forgeClusterObject, error) {
+	return decodeJSON[forgeClusterObject](k.cr.patchStatus(ctx, st))
+}
+
+func (k *kubeCluster) candidacies(ctx context.Context) ([]coordinationv1.Lease, error) {
+	return k.candidacy.list(ctx, k.selector)
+}
+
+// putCandidacy creates this region's candidacy, or updates it with the
+// resourceVersion last read.
+func (k *kubeCluster) putCandidacy(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
+	if l.ResourceVersion == "" {
+		return k.candidacy.create(ctx, l)
+	}
+	return k.candidacy.update(ctx, l)
 }

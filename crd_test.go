@@ -29,8 +29,8 @@ func newLeaderEnv(t *testing.T) *leaderEnv {
 	}
 	tt := resolveTenant(c)
 	return &leaderEnv{t: t, ns: tn.Namespace, cfg: c, tenant: tt,
-		sa:    &kubeLeaders{rc: restClientFor(t, tn.SA), group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural, namespace: c.Namespace, name: tt.Leader, labels: tt.Labels},
-		admin: &kubeLeaders{rc: restClientFor(t, controlPlane(t).AdminConfig()), group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural, namespace: c.Namespace, name: tt.Leader, labels: tt.Labels},
+		sa:    leaderObjectOf(restClientFor(t, tn.SA), c, tt),
+		admin: leaderObjectOf(restClientFor(t, controlPlane(t).AdminConfig()), c, tt),
 	}
 }
 

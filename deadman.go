@@ -167,13 +167,13 @@ func (in inheritance) mayHaveEnabled(p nodeProc) bool {
 // hold lasts until its renew deadline less disableWindow, and leaves time
 // to disable and confirm before stopBy. A Lease now naming another replica
 // ends both: that one may forge already.
-func (in *inheritance) bound(f *leadership, now time.Time, clock time.Duration, self string, probe, confirm time.Duration) {
+func (in *inheritance) bound(f *leadership, now time.Time, clock time.Duration, probe, confirm time.Duration) {
 	by := in.until + probe
 	if in.stopBy != 0 {
 		by = in.stopBy
 	}
 	stopBy := now.Add(by - clock)
-	if f.holder != "" && f.holder != self {
+	if f.elsewhere {
 		stopBy = now
 	}
 	if f.stopBy.IsZero() || stopBy.Before(f.stopBy) {

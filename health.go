@@ -24,9 +24,39 @@ type healthChecker struct {
 	log       *slog.Logger
 	changed   chan struct{} // wakes the loop when healthy() flips
 
-	mu       sync.Mutex
-	failures int
-	lastErr  string
+	mu        sync.Mutex
+	failures  int  // consecutive failed checks
+	good      int  // consecutive good checks
+	failed    bool // a check failed since the last healthRecoveryProbes good ones in a row
+	down      bool // failures reached the threshold, and no recovery since
+	lastErr   string
+	changedAt time.Time
+}
+
+// healthRecoveryProbes: good checks in a row that end a failure, so a
+// flapping endpoint neither bounces a leader nor a region (SPEC 7 rule 5).
+const healthRecoveryProbes = 3
+
+// healthView is the checker's verdict at one instant.
+type healthView struct {
+	healthy    bool
+	failures   int       // consecutive failed checks
+	recovering bool      // failed, and not yet healthRecoveryProbes good checks in a row since
+	changedAt  time.Time // the check that last changed the counts' verdict
+	message    string
+}
+
+// penalty is what the node's health adds to the region's effective
+// priority: healthPenalty per consecutive failure, and once while
+// recovering.
+func (v healthView) penalty() int {
+	switch {
+	case v.failures > 0:
+		return healthPenalty * v.failures
+	case v.recovering:
+		return healthPenalty
+	}
+	return 0
 }
 
 // newHealthChecker polls url (HEALTH_CHECK_ENDPOINT; "" none) every
@@ -68,18 +98,26 @@ func (h *healthChecker) probe(ctx context.Context, client *http.Client) error {
 	return nil
 }
 
-// record counts consecutive failures and wakes the loop on a change of
-// verdict.
+// record counts consecutive failures and good checks, and wakes the loop on
+// a change of verdict: threshold failures in a row make the node unhealthy,
+// healthRecoveryProbes good checks in a row healthy again.
 func (h *healthChecker) record(err error) {
 	h.mu.Lock()
-	was := h.failures < h.threshold
+	was := !h.down
+	before := h.viewLocked()
 	if err != nil {
-		h.failures++
-		h.lastErr = err.Error()
+		h.failures, h.good, h.failed, h.lastErr = h.failures+1, 0, true, err.Error()
 	} else {
-		h.failures, h.lastErr = 0, ""
+		h.failures, h.good = 0, h.good+1
 	}
-	is := h.failures < h.threshold
+	h.down = h.failures >= h.threshold || (h.down && h.good < healthRecoveryProbes)
+	if h.good >= healthRecoveryProbes {
+		h.failed, h.lastErr = false, ""
+	}
+	if v := h.viewLocked(); v.failures != before.failures || v.recovering != before.recovering || v.healthy != before.healthy {
+		h.changedAt = time.Now()
+	}
+	is := !h.down
 	failures := h.failures
 	h.mu.Unlock()
 	if was != is {
@@ -98,7 +136,19 @@ func (h *healthChecker) record(err error) {
 func (h *healthChecker) healthy() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.failures < h.threshold
+	return !h.down
+}
+
+// view is the verdict now.
+func (h *healthChecker) view() healthView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.viewLocked()
+}
+
+func (h *healthChecker) viewLocked() healthView {
+	return healthView{healthy: !h.down, failures: h.failures, recovering: h.failed && h.good < healthRecoveryProbes,
+		changedAt: h.changedAt, message: h.lastErr}
 }
 
 func (h *healthChecker) lastError() string {

@@ -55,6 +55,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -88,33 +89,35 @@ type timing struct {
 }
 
 // timingProblems states every rule the timing arithmetic relies on, each as
-// the error text of its violation.
-func timingProblems(t timing, p deadmanProbe) []string {
+// the error text of its violation. The forging token (cluster.go) follows
+// the same rules under its own names: prefix is "" or "CLUSTER_".
+func timingProblems(t timing, p deadmanProbe, prefix string) []string {
 	var out []string
 	add := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
+	ld, rd, rp := prefix+"LEASE_DURATION", prefix+"RENEW_DEADLINE", prefix+"RETRY_PERIOD"
 	if t.lease%time.Second != 0 {
-		add(`LEASE_DURATION="%s" must be a whole number of seconds (the Lease stores leaseDurationSeconds)`, t.lease)
+		add(`%s="%s" must be a whole number of seconds (the Lease stores leaseDurationSeconds)`, ld, t.lease)
 	}
 	if gap := disableWindow + killMargin; t.lease-t.renew < gap {
-		add(`RENEW_DEADLINE="%s" must be shorter than LEASE_DURATION="%s" by at least %s (%s to disable forging after the fence, and the node killed %s before another replica may take over)`,
-			t.renew, t.lease, gap, disableWindow, killMargin)
+		add(`%s="%s" must be shorter than %s="%s" by at least %s (%s to disable forging after the fence, and the node killed %s before another replica may take over)`,
+			rd, t.renew, ld, t.lease, gap, disableWindow, killMargin)
 	}
 	// Two renew attempts must fit in the deadline, so one failed request
 	// does not fence a healthy leader.
 	if t.renew < 2*t.retry {
-		add(`RETRY_PERIOD="%s" must be at most half of RENEW_DEADLINE="%s" (room for a retried renew)`, t.retry, t.renew)
+		add(`%s="%s" must be at most half of %s="%s" (room for a retried renew)`, rp, t.retry, rd, t.renew)
 	}
 	if t.api > t.renew/2 {
-		add(`API_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, t.api, t.renew)
+		add(`API_TIMEOUT="%s" must be at most half of %s="%s"`, t.api, rd, t.renew)
 	}
 	// A handover waits for it (disable, confirm, then release, inside the
 	// pod's termination grace), and so does a node whose state is unknown.
 	if t.confirm > t.renew/2 {
-		add(`SIGHUP_CONFIRM_TIMEOUT="%s" must be at most half of RENEW_DEADLINE="%s"`, t.confirm, t.renew)
+		add(`SIGHUP_CONFIRM_TIMEOUT="%s" must be at most half of %s="%s"`, t.confirm, rd, t.renew)
 	}
 	if b := p.budget(); b+killMargin > t.lease-t.renew {
-		add(`the dead-man probe kills the node up to %s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="%s" x DEADMAN_PROBE_FAILURE_THRESHOLD="%d" + DEADMAN_PROBE_TIMEOUT="%s" + DEADMAN_PROBE_GRACE="%s"); with %s margin that must fit in LEASE_DURATION - RENEW_DEADLINE = %s`,
-			b, p.period, p.threshold, p.timeout, p.grace, killMargin, t.lease-t.renew)
+		add(`the dead-man probe kills the node up to %s after the heartbeat runs out (DEADMAN_PROBE_PERIOD="%s" x DEADMAN_PROBE_FAILURE_THRESHOLD="%d" + DEADMAN_PROBE_TIMEOUT="%s" + DEADMAN_PROBE_GRACE="%s"); with %s margin that must fit in %s - %s = %s`,
+			b, p.period, p.threshold, p.timeout, p.grace, killMargin, ld, rd, t.lease-t.renew)
 	}
 	return out
 }
@@ -152,6 +155,35 @@ type leadership struct {
 	// holdUntil it may leave its node as it is (deadman.go inheritance.bound).
 	inherited bool
 	holdUntil time.Time
+	// elsewhere: the Lease (or the token) as last seen names another holder.
+	elsewhere bool
+	// token is the forging token's holder as last seen, with cluster
+	// management (cluster.go); "" otherwise.
+	token string
+}
+
+// and is the leadership of a replica that must hold both a and b (the
+// local Lease and the forging token, cluster.go rule 1): it leads while
+// both lead, fences at the earlier deadline and stops its node before the
+// earlier possible takeover. The epoch and holder shown are a's.
+func (a leadership) and(b leadership) leadership {
+	f := a
+	f.leading = a.leading && b.leading
+	f.trusted = a.trusted && b.trusted
+	f.held = a.held && b.held // a previous sidecar process's promise stands until both are ours
+	f.fenceAt = earliest(a.fenceAt, b.fenceAt)
+	f.stopBy = earliest(a.stopBy, b.stopBy)
+	f.elsewhere = a.elsewhere || b.elsewhere
+	f.token = b.holder
+	return f
+}
+
+// earliest is the earlier of two instants, zero meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // elector runs the election for one identity. It is used from one goroutine.
@@ -176,6 +208,13 @@ type elector struct {
 	seenAny     bool
 	nextTry     time.Time
 	jitter      *rand.Rand // seeded by the identity: replicas spread apart, runs repeat
+
+	// The forging token's extras (cluster.go; unset for the local Lease):
+	// a release naming another successor is waited out like an unreleased
+	// Lease, and mayTake gates every takeover and creation.
+	successor string
+	mayTake   func() bool
+	cutAt     time.Time // no call runs past it (the loop's apiLimit); zero for none
 }
 
 // leaseRecord is what rule 1 compares.
@@ -186,11 +225,12 @@ type leaseRecord struct {
 	transitions   int32
 	duration      int32
 	releasedBy    string
+	successor     string // a token released for this region (cluster.go rule 4)
 }
 
 func recordOf(l *coordinationv1.Lease) leaseRecord {
 	r := leaseRecord{version: l.ResourceVersion, holder: deref(l.Spec.HolderIdentity), transitions: derefInt(l.Spec.LeaseTransitions),
-		duration: derefInt(l.Spec.LeaseDurationSeconds), releasedBy: l.Annotations[releasedBy]}
+		duration: derefInt(l.Spec.LeaseDurationSeconds), releasedBy: l.Annotations[releasedBy], successor: l.Annotations[successorKey]}
 	if l.Spec.RenewTime != nil {
 		r.renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
 	}
@@ -213,6 +253,7 @@ func (e *elector) leadingAt(t time.Time) bool {
 func (e *elector) facts(t time.Time) leadership {
 	f := leadership{leading: e.leadingAt(t), trusted: e.epochTrusted(), held: !e.renewedAt.IsZero(),
 		epoch: e.epoch(), holder: e.holder()}
+	f.elsewhere = f.holder != "" && f.holder != e.identity
 	if f.held {
 		f.fenceAt = e.fence()
 		f.stopBy = e.renewedAt.Add(e.timing.lease - killMargin)
@@ -254,9 +295,12 @@ func (e *elector) due(t time.Time) bool { return !t.Before(e.nextTry) }
 // recreation of a Lease found deleted, which is no longer "holding". ctx may
 // bound it further (the loop cuts every call at its node's stopBy).
 func (e *elector) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	limit := e.timing.api
-	if t := e.now(); !e.renewedAt.IsZero() && t.Before(e.fence()) {
+	limit, t := e.timing.api, e.now()
+	if !e.renewedAt.IsZero() && t.Before(e.fence()) {
 		limit = min(limit, e.fence().Sub(t))
+	}
+	if !e.cutAt.IsZero() {
+		limit = min(limit, e.cutAt.Sub(t))
 	}
 	return context.WithTimeout(ctx, limit)
 }
@@ -284,7 +328,7 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 	// its own Lease gone recreates it at once (rule 2's exception).
 	l, err := e.read(ctx)
 	if apierrors.IsNotFound(err) {
-		if eligible && (e.mayRecreate(leading) || e.expired(e.now())) {
+		if eligible && (e.mayRecreate(leading) || (e.expired(e.now()) && e.taking())) {
 			return e.create(ctx, start)
 		}
 		return nil
@@ -298,11 +342,15 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		return nil // past the deadline: the loop disables before any other call
 	case deref(l.Spec.HolderIdentity) == e.identity:
 		return e.write(ctx, start, e.renewed(start))
-	case !e.expired(e.now()):
+	case !e.expired(e.now()) || !e.taking():
 		return nil
 	}
 	return e.write(ctx, start, e.takeover(start))
 }
+
+// taking asks the token's gate (cluster.go rule 3) whether to take a Lease
+// that may be taken.
+func (e *elector) taking() bool { return e.mayTake == nil || e.mayTake() }
 
 // mayRecreate is rule 2's exception: a leader, still inside its deadline,
 // recreates its deleted Lease at once, at most once per LEASE_DURATION. A
@@ -327,7 +375,8 @@ func (e *elector) wait() time.Duration {
 // the holder we saw last, or unchanged (or missing) for wait().
 func (e *elector) expired(t time.Time) bool {
 	r := e.observed
-	if !r.missing && r.holder == "" && r.releasedBy != "" && r.releasedBy == e.lastHolder {
+	if !r.missing && r.holder == "" && r.releasedBy != "" && r.releasedBy == e.lastHolder &&
+		(r.successor == "" || r.successor == e.successor) {
 		return true
 	}
 	return !e.observedAt.IsZero() && !t.Before(e.observedAt.Add(e.wait()))
@@ -382,6 +431,9 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 	r := recordOf(l)
 	e.note(r, t)
 	uid, tr := string(l.UID), derefInt(l.Spec.LeaseTransitions)
+	if v, err := strconv.ParseInt(l.Annotations[ratchetKey], 10, 32); err == nil && e.successor != "" {
+		tr = max(tr, int32(v)) // the token's ratchet: an epoch some holder saw (cluster.go rule 6)
+	}
 	e.maxSeen[uid] = max(e.maxSeen[uid], tr)
 	e.maxAny, e.seenAny = max(e.maxAny, tr), true
 	if r.holder != e.identity && e.holding {
@@ -458,12 +510,27 @@ func (e *elector) accept(l *coordinationv1.Lease, start time.Time) {
 func (e *elector) renewed(t time.Time) *coordinationv1.Lease {
 	l := e.lease.DeepCopy()
 	delete(l.Annotations, releasedBy)
+	delete(l.Annotations, successorKey)
 	l.Spec.HolderIdentity = &e.identity
 	l.Spec.LeaseDurationSeconds = ptr(int32(e.timing.lease / time.Second))
 	l.Spec.RenewTime = &metav1.MicroTime{Time: t}
 	if tr := derefInt(l.Spec.LeaseTransitions); tr < e.maxSeen[string(l.UID)] {
 		l.Spec.LeaseTransitions = ptr(e.maxSeen[string(l.UID)] + 1)
 	}
+	return e.ratchet(l)
+}
+
+// ratchet writes the highest epoch seen into the record (cluster.go rule
+// 6), for the forging token only: its transitions then never go back
+// below it, whoever writes next.
+func (e *elector) ratchet(l *coordinationv1.Lease) *coordinationv1.Lease {
+	if e.successor == "" {
+		return l
+	}
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[ratchetKey] = strconv.Itoa(int(max(e.maxAny, derefInt(l.Spec.LeaseTransitions))))
 	return l
 }
 
@@ -474,6 +541,7 @@ func (e *elector) takeover(t time.Time) *coordinationv1.Lease {
 	if e.lease != nil {
 		l = e.lease.DeepCopy()
 		delete(l.Annotations, releasedBy)
+		delete(l.Annotations, successorKey)
 	}
 	l.Spec = coordinationv1.LeaseSpec{
 		HolderIdentity:       &e.identity,
@@ -482,14 +550,18 @@ func (e *elector) takeover(t time.Time) *coordinationv1.Lease {
 		RenewTime:            &metav1.MicroTime{Time: t},
 		LeaseTransitions:     ptr(e.maxAny + 1),
 	}
-	return l
+	return e.ratchet(l)
 }
 
 // release gives the Lease up (rule 5): empty holder, the release mark, a
 // one-second duration as client-go writes it, transitions kept. Call it
 // only once the node has stopped forging. A Lease not ours (as last seen)
 // is left alone.
-func (e *elector) release(ctx context.Context) error {
+func (e *elector) release(ctx context.Context) error { return e.releaseTo(ctx, "") }
+
+// releaseTo is release naming the region that may take the token at once
+// (cluster.go rule 4); "" names none.
+func (e *elector) releaseTo(ctx context.Context, heir string) error {
 	if !e.holding || e.lease == nil {
 		return nil
 	}
@@ -498,6 +570,10 @@ func (e *elector) release(ctx context.Context) error {
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[releasedBy] = e.identity
+	delete(l.Annotations, successorKey)
+	if heir != "" {
+		l.Annotations[successorKey] = heir
+	}
 	l.Spec.HolderIdentity = ptr("")
 	l.Spec.LeaseDurationSeconds = ptr(int32(1))
 	l.Spec.RenewTime = &metav1.MicroTime{Time: e.now()}
@@ -548,4 +624,12 @@ func (k *kubeLeases) update(ctx context.Context, l *coordinationv1.Lease) (*coor
 	out := &coordinationv1.Lease{}
 	err := k.rc.Put().AbsPath(append(k.path(), k.name)...).Body(l).Do(ctx).Into(out)
 	return out, wrapAPI("update", "lease", k.namespace, k.name, err)
+}
+
+// list gets the Leases of the namespace that match selector (the pool's
+// candidacies, cluster.go).
+func (k *kubeLeases) list(ctx context.Context, selector string) ([]coordinationv1.Lease, error) {
+	out := &coordinationv1.LeaseList{}
+	err := k.rc.Get().AbsPath(k.path()...).Param("labelSelector", selector).Do(ctx).Into(out)
+	return out.Items, wrapAPI("list", "lease", k.namespace, selector, err)
 }

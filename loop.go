@@ -28,6 +28,7 @@ type sidecar struct {
 	names  replicaNames
 	never  string // why this replica never forges (a relay, a monitor): decided at wiring
 	el     *elector
+	cl     *coordinator // cluster-wide coordination (cluster.go); nil when off
 	node   *nodeTracker
 	keys   keyFiles
 	status *statusWriter
@@ -45,6 +46,7 @@ type sidecar struct {
 	why      string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
+	clusterTrouble                                               trouble
 	inherit                                                      inheritance
 }
 
@@ -92,6 +94,9 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	if s.el.due(now) {
 		s.elect(ctx, now, why == "")
 	}
+	if s.cl != nil && s.cl.due(s.now()) {
+		s.coordinate(ctx, why)
+	}
 	// The leadership facts, once, for every decision of the pass; the
 	// report reads them again after the actions (a release changes them).
 	now = s.now()
@@ -117,22 +122,52 @@ func (s *sidecar) elect(ctx context.Context, now time.Time, eligible bool) {
 	s.leaseTrouble.set(s.log, err)
 }
 
+// coordinate runs one cluster-wide round (cluster.go), cut like every
+// call while the node may forge.
+func (s *sidecar) coordinate(ctx context.Context, why string) {
+	now := s.now()
+	in := clusterInput{leader: s.el.leadingAt(now), why: why, health: s.health.view(), forging: s.forgingConfirmed(),
+		pod: s.names.pod, cutAt: s.apiLimit(s.facts(now))}
+	err := s.cl.step(ctx, in)
+	if err != nil {
+		s.m.apiError(apiOp(err))
+	}
+	if raceLost(err) {
+		err = nil
+	}
+	s.clusterTrouble.set(s.log, err)
+}
+
 // apiContext bounds API calls (invariant 1): while this replica's node may
-// still forge, no call runs past the moment it must have stopped.
-// A successor holding its node back is cut at the end of the hold, when it
-// must disable.
+// still forge, no call runs past the moment it must have stopped, nor, while
+// it leads, past its renew deadline: with the forging token, the earlier of
+// two, so a slow call to one API server never delays the fence of the
+// other's. A successor holding its node back is cut at the end of the
+// hold, when it must disable.
 func (s *sidecar) apiContext(ctx context.Context, f leadership) (context.Context, context.CancelFunc) {
-	if f.stopBy.IsZero() || !s.node.n.mayForge() {
+	limit := s.apiLimit(f)
+	if limit.IsZero() {
 		return context.WithCancel(ctx)
 	}
+	return context.WithTimeout(ctx, limit.Sub(s.now()))
+}
+
+// apiLimit is the instant apiContext cuts calls at; zero for none.
+func (s *sidecar) apiLimit(f leadership) time.Time {
+	if f.stopBy.IsZero() || !s.node.n.mayForge() {
+		return time.Time{}
+	}
 	limit, now := f.stopBy, s.now()
+	if f.leading {
+		limit = minTime(limit, f.fenceAt)
+	}
 	if now.Before(f.holdUntil) {
 		limit = f.holdUntil
 	}
 	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) {
 		limit = minTime(limit, w.waitEnd()) // past the hold, the wait's end is the kill's time
 	}
-	return context.WithTimeout(ctx, limit.Sub(now))
+	return limit
 }
 
 // observeContext bounds the look at the node (the gauge read can take a
@@ -167,11 +202,14 @@ func (s *sidecar) observeContext(ctx context.Context) (context.Context, context.
 // itself or seen its node off.
 func (s *sidecar) facts(now time.Time) leadership {
 	f := s.el.facts(now)
+	if s.cl != nil {
+		f = f.and(s.cl.token.facts(now))
+	}
 	if s.inherit.active && (f.held || !s.node.n.mayForge()) {
 		s.inherit.active = false
 	}
 	if s.inherit.active {
-		s.inherit.bound(&f, now, s.hb.clock(), s.el.identity, s.tm.probe, s.tm.confirm)
+		s.inherit.bound(&f, now, s.hb.clock(), s.tm.probe, s.tm.confirm)
 	}
 	return f
 }
@@ -185,8 +223,14 @@ func (s *sidecar) waitInput(now time.Time, f leadership) forgeInput {
 // lastFence is the renew deadline f.stopBy follows from: stopBy is
 // LEASE_DURATION - killMargin after the last renew, the deadline
 // RENEW_DEADLINE after it (lease.go). For a successor, its predecessor's.
+// With the forging token stopBy may be the token's: the smaller of the two
+// gaps gives the later fence, so the wait it bounds is never cut short.
 func (s *sidecar) lastFence(f leadership) time.Time {
-	return f.stopBy.Add(-(s.tm.lease - s.tm.renew - killMargin))
+	gap := s.tm.lease - s.tm.renew
+	if s.cl != nil {
+		gap = min(gap, s.cl.tm.lease-s.cl.tm.renew)
+	}
+	return f.stopBy.Add(-(gap - killMargin))
 }
 
 // reconcile performs decide's actions until there is nothing to do. A
@@ -210,8 +254,8 @@ func (s *sidecar) forgeInput(now time.Time, f leadership, why string) forgeInput
 	leading := f.leading && now.Before(f.fenceAt) // an action may have taken the pass past the deadline
 	in := forgeInput{
 		now: now, producer: s.never == "",
-		want:     leading && f.trusted && why == "",
-		stepDown: leading && why != "",
+		want:     leading && f.trusted && why == "" && s.clusterWhy() == "",
+		stepDown: s.releasing(now, why) != releaseNone,
 		node:     n.presence, state: n.state, sent: n.sent,
 		sources: s.sources != nil, unlinkFailed: n.unlinkFailed,
 		retryAt: n.retryAt, confirm: s.tm.confirm, stopBy: f.stopBy, fenceAt: f.fenceAt,
@@ -251,9 +295,58 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		}
 		return s.node.kill(reason)
 	case actRelease:
-		s.releaseLease(ctx, now, f, why)
+		s.release(ctx, now, f, why)
 	}
 	return false
+}
+
+// What a replica whose node is off gives up.
+const (
+	releaseNone  = 0
+	releaseToken = 1 << iota // the forging token: no longer to be held
+	releaseLocal             // the local Lease: this replica may not forge
+)
+
+// releasing says what to give up once the node is off: the local Lease
+// while leading without being eligible; the forging token while holding
+// it without being eligible, fit cluster-wide, or local leader.
+func (s *sidecar) releasing(now time.Time, why string) int {
+	r := releaseNone
+	local := s.el.leadingAt(now)
+	if local && why != "" {
+		r |= releaseLocal
+	}
+	if s.cl != nil && s.cl.holding() && (!local || why != "" || s.clusterWhy() != "") {
+		r |= releaseToken
+	}
+	return r
+}
+
+// clusterWhy says why the cluster-wide view keeps this replica from
+// forging ("" if nothing does, or cluster management is off).
+func (s *sidecar) clusterWhy() string {
+	if s.cl == nil {
+		return ""
+	}
+	return s.cl.why()
+}
+
+// release gives up what releasing says, the token first: the region's
+// next local leader then finds it free.
+func (s *sidecar) release(ctx context.Context, now time.Time, f leadership, why string) {
+	r := s.releasing(now, why)
+	if r&releaseToken != 0 {
+		heir, err := s.cl.release(ctx, why != "")
+		if err != nil {
+			s.m.apiError(apiOp(err))
+			s.log.Warn("could not release the forging token; it will expire", "err", err)
+		} else {
+			s.log.Info("released the forging token", "why", firstOf(why, s.clusterWhy(), "no longer this region's local leader"), "successor", heir)
+		}
+	}
+	if r&releaseLocal != 0 {
+		s.releaseLease(ctx, now, f, why)
+	}
 }
 
 // refreshSources re-reads the Secret's files each pass: a rotated key is
@@ -408,7 +501,11 @@ func (s *sidecar) nextWake(now time.Time) time.Duration {
 	if w := s.waitInput(now, f); w.waiting() && !now.Before(f.holdUntil) { // and at the wait's end
 		return min(pollPending, w.waitEnd().Sub(now))
 	}
-	wait := s.el.wakeAt(now).Sub(now)
+	wake := s.el.wakeAt(now)
+	if s.cl != nil {
+		wake = minTime(wake, s.cl.wakeAt(now))
+	}
+	wait := wake.Sub(now)
 	if n.presence != nodeUp {
 		wait = min(wait, s.tm.retry) // look for the node and its socket
 	}

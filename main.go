@@ -42,6 +42,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=...".
@@ -183,8 +186,12 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	}
 	s := newSidecar(c, tn, log, time.Now, host)
 	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
-	s.status = newStatusWriter(&kubeLeaders{rc: client, group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural,
-		namespace: c.Namespace, name: tn.Leader, labels: tn.Labels}, c.PodName, identity)
+	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
+	if c.ClusterManagement {
+		if s.cl, err = wireCluster(c, tn, identity, rc, log, s.now); err != nil {
+			return err
+		}
+	}
 	log.Info("starting", "version", version, "identity", identity, "lease", c.Namespace+"/"+tn.Lease,
 		"leader_object", tn.Leader, "application_type", c.AppType, "lease_duration", c.LeaseDuration.String(),
 		"renew_deadline", c.RenewDeadline.String(), "retry_period", c.RetryPeriod.String(), "uid", os.Getuid())
@@ -204,6 +211,41 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	srv.Close()
 	wg.Wait()
 	return err
+}
+
+// leaderObjectOf is the tenant's CardanoLeader.
+func leaderObjectOf(rc *rest.RESTClient, c *config, tn tenant) *kubeLeaders {
+	return &kubeLeaders{kubeObject{rc: rc, group: c.CRDGroup, version: c.CRDVersion, plural: c.CRDPlural,
+		kind: "CardanoLeader", resource: "cardanoleader", namespace: c.Namespace, name: tn.Leader, labels: tn.Labels}}
+}
+
+// wireCluster builds the cluster-wide side (cluster.go) on the coordination
+// API server: CLUSTER_KUBECONFIG, read once here, else the pod's own.
+func wireCluster(c *config, tn tenant, identity string, local *rest.Config, log *slog.Logger, now func() time.Time) (*coordinator, error) {
+	rc := local
+	if c.ClusterKubeconfig != "" {
+		var err error
+		if rc, err = clientcmd.BuildConfigFromFlags("", c.ClusterKubeconfig); err != nil {
+			return nil, &configError{[]string{fmt.Sprintf("CLUSTER_KUBECONFIG=%q: %v", c.ClusterKubeconfig, err)}}
+		}
+	}
+	client, err := newRESTClient(rc)
+	if err != nil {
+		return nil, fmt.Errorf("coordination API client: %w", err)
+	}
+	token := newElector(&kubeLeases{rc: client, namespace: c.ClusterNamespace, name: tn.Token, labels: tn.ClusterLabels},
+		c.Region+"/"+identity, c.clusterTiming().timing, now)
+	api := &kubeCluster{
+		cr: kubeObject{rc: client, group: c.CRDGroup, version: c.CRDVersion, plural: "cardanoforgeclusters",
+			kind: "CardanoForgeCluster", resource: "cardanoforgecluster", namespace: c.ClusterNamespace, name: tn.Cluster, labels: tn.ClusterLabels},
+		body: forgeClusterBody{Network: c.Network, Magic: c.NetworkMagic, PoolID: c.PoolID, PoolHex: c.PoolIDHex,
+			PoolName: c.PoolName, Ticker: c.PoolTicker, Region: c.Region, Priority: c.Priority},
+		candidacy: &kubeLeases{rc: client, namespace: c.ClusterNamespace, name: tn.Candidacy, labels: candidacyLabels(tn.ClusterLabels)},
+		selector:  tn.Candidacies,
+	}
+	log.Info("cluster-wide coordination", "coordination_server", rc.Host, "namespace", c.ClusterNamespace,
+		"token", tn.Token, "candidacy", tn.Candidacy, "forge_cluster", tn.Cluster)
+	return newCoordinator(c.clusterTiming(), c.Region, token, api, log, now, time.Now), nil
 }
 
 // newSidecar builds the sidecar from the configuration: the one place that
@@ -238,6 +280,7 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
 	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}
 	s.statusTrouble = trouble{what: "CardanoLeader status writes failing", ok: "CardanoLeader status writes working again"}
+	s.clusterTrouble = trouble{what: "cluster-wide coordination calls failing", ok: "cluster-wide coordination calls working again"}
 	s.heartbeatTrouble = trouble{what: "cannot write the heartbeat; the dead-man probe will restart the node", ok: "heartbeat written again"}
 	return s
 }

@@ -379,7 +379,8 @@ type replica struct {
 	next    time.Time // the sidecar's next pass
 	probeAt time.Time
 	fails   int
-	stopped bool // the sidecar is dead or frozen
+	stopped bool            // the sidecar is dead or frozen
+	cl      *clusterReplica // with cluster management (cluster_sim_test.go)
 }
 
 // world is the cluster: one Lease, one clock, the replicas.
@@ -389,6 +390,10 @@ type world struct {
 	leases  *memLeases
 	leaders *memLeaders
 	reps    []*replica
+	// With regions (cluster_sim_test.go): the coordination server, and
+	// each region's own local Lease.
+	cluster *memCluster
+	locals  map[string]*memLeases
 }
 
 func newWorld(t *testing.T) *world {
@@ -419,6 +424,9 @@ func (w *world) add(name string, kv ...string) *replica {
 	r := &replica{name: name, dir: dir, cfg: c, log: &bytes.Buffer{}}
 	r.node = newSimNode(name, w.clock, targets(credentials(c)))
 	r.api = &flakyLeases{m: w.leases, clock: w.clock}
+	if c.ClusterManagement {
+		r.api.m = w.locals[c.Region]
+	}
 	w.startSidecar(r)
 	r.probeAt = w.clock.now().Add(c.Probe.period)
 	w.reps = append(w.reps, r)
@@ -435,6 +443,7 @@ func (w *world) startSidecar(r *replica) {
 	s.hb.clock = w.boottime
 	s.sleep = w.clock.advance
 	r.s, r.stopped, r.next = s, false, w.clock.now()
+	w.wireCluster(r)
 	r.node.self = r.node.ticks + 1 // this process started after the node
 }
 

@@ -26,26 +26,75 @@ type tenant struct {
 	Network, PoolID, Region string
 	Lease, Leader, Cluster  string // object names
 	Labels                  map[string]string
+	// With cluster management (cluster.go): the forging token (one per
+	// pool), this region's candidacy, their labels, and the selector that
+	// finds every region's candidacy of this pool and no other pool's.
+	Token, Candidacy string
+	ClusterLabels    map[string]string
+	Candidacies      string
 }
 
 // resolveTenant derives names and labels from the configuration. An explicit
 // LEASE_NAME, CRD_NAME or CLUSTER_IDENTIFIER wins over the derived name.
+// With cluster management on, the local Lease and CardanoLeader names
+// include the region: two regions' StatefulSets may share a namespace.
 func resolveTenant(c *config) tenant {
 	tn := tenant{Network: c.Network, PoolID: c.PoolID, Region: c.Region}
-	if c.PoolID == "" {
-		tn.Lease, tn.Leader = defaultLeaseName, defaultLeaderName
-		tn.Cluster = joinName("", []string{c.Network, c.Region}, c.Network+"\x00"+c.Region)
-	} else {
-		key := c.Network + "\x00" + c.PoolID
-		tn.Lease = joinName("cardano-leader-", []string{c.Network, c.PoolID}, key)
-		tn.Leader = tn.Lease
-		tn.Cluster = joinName("", []string{c.Network, c.PoolID, c.Region}, key+"\x00"+c.Region)
+	key, parts := c.Network, []string{c.Network}
+	if c.PoolID != "" {
+		key, parts = c.Network+"\x00"+c.PoolID, []string{c.Network, c.PoolID}
 	}
+	regional, rkey := append(parts[:len(parts):len(parts)], c.Region), key+"\x00"+c.Region
+	switch {
+	case c.PoolID == "" && c.ClusterManagement:
+		tn.Lease, tn.Leader = joinName(defaultLeaseName+"-", regional, rkey), joinName(defaultLeaderName+"-", regional, rkey)
+	case c.PoolID == "":
+		tn.Lease, tn.Leader = defaultLeaseName, defaultLeaderName
+	case c.ClusterManagement:
+		tn.Lease = joinName("cardano-leader-", regional, rkey)
+		tn.Leader = tn.Lease
+	default:
+		tn.Lease = joinName("cardano-leader-", parts, key)
+		tn.Leader = tn.Lease
+	}
+	tn.Cluster = joinName("", regional, rkey)
+	tn.Token = joinName("cardano-forge-", parts, key)
+	tn.Candidacy = joinName("cardano-candidate-", regional, rkey)
 	tn.Lease = override(c.LeaseName, tn.Lease)
 	tn.Leader = override(c.CRDName, tn.Leader)
 	tn.Cluster = override(c.ClusterIdentifier, tn.Cluster)
 	tn.Labels = tenantLabels(c)
+	tn.ClusterLabels, tn.Candidacies = clusterLabels(tn.Labels, c.ClusterEnvironment)
 	return tn
+}
+
+// clusterLabels are the tenant's labels plus the environment, and the
+// selector of the pool's candidacies: same managed-by, network and pool id
+// (or none: a single-tenant pool is not any multi-tenant one).
+func clusterLabels(base map[string]string, environment string) (map[string]string, string) {
+	l := map[string]string{"cardano.io/environment": environment}
+	for k, v := range base {
+		l[k] = v
+	}
+	sel := []string{"app.kubernetes.io/managed-by=forge-manager", "cardano.io/network=" + base["cardano.io/network"], candidacyRole}
+	if id, ok := base["cardano.io/pool-id"]; ok {
+		sel = append(sel, "cardano.io/pool-id="+id)
+	} else {
+		sel = append(sel, "!cardano.io/pool-id")
+	}
+	return l, strings.Join(sel, ",")
+}
+
+// candidacyRole labels candidacy Leases, so the list finds no other Lease.
+const candidacyRole = "cardano.io/role=candidacy"
+
+// candidacyLabels are the cluster labels with the candidacy role.
+func candidacyLabels(cluster map[string]string) map[string]string {
+	l := map[string]string{"cardano.io/role": "candidacy"}
+	for k, v := range cluster {
+		l[k] = v
+	}
+	return l
 }
 
 func override(explicit, derived string) string {

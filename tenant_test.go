@@ -135,3 +135,64 @@ func FuzzTenantNames(f *testing.F) {
 		checkLabels(t, tn.Labels)
 	})
 }
+
+// TestTenantClusterNames: with cluster management the local names carry the
+// region (two regions' StatefulSets may share a namespace), the token is
+// one per pool, the candidacy one per region, all valid and distinct.
+func TestTenantClusterNames(t *testing.T) {
+	tests := []struct {
+		name                                 string
+		env                                  []string
+		lease, token, candidacy, forgeClustr string
+	}{
+		{"single tenant", []string{"CLUSTER_REGION", "eu"}, "cardano-node-leader-mainnet-eu", "cardano-forge-mainnet", "cardano-candidate-mainnet-eu", "mainnet-eu"},
+		{"pool", []string{"POOL_ID", "mypool", "CLUSTER_REGION", "us-east-1"}, "cardano-leader-mainnet-mypool-us-east-1", "cardano-forge-mainnet-mypool", "cardano-candidate-mainnet-mypool-us-east-1", "mainnet-mypool-us-east-1"},
+		{"long pool id", []string{"POOL_ID", bech32Pool, "CLUSTER_REGION", "eu"}, "cardano-leader-mainnet-pool1pu5jlj4q9w9jlxeu370a3c9m-c4be2ad315", "cardano-forge-mainnet-pool1pu5jlj4q9w9jlxeu370a3c9my-4f1e4aa756", "cardano-candidate-mainnet-pool1pu5jlj4q9w9jlxeu370a3-c4be2ad315", "mainnet-pool1pu5jlj4q9w9jlxeu370a3c9myx47md5j5m2str0-c4be2ad315"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tn := tenantFor(t, append([]string{"ENABLE_CLUSTER_MANAGEMENT", "true"}, tc.env...)...)
+			if tn.Lease != tc.lease || tn.Token != tc.token || tn.Candidacy != tc.candidacy || tn.Cluster != tc.forgeClustr {
+				t.Errorf("got lease %q token %q candidacy %q cluster %q;\nwant %q %q %q %q", tn.Lease, tn.Token, tn.Candidacy, tn.Cluster, tc.lease, tc.token, tc.candidacy, tc.forgeClustr)
+			}
+			for _, n := range []string{tn.Lease, tn.Leader, tn.Token, tn.Candidacy, tn.Cluster} {
+				if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 || len(n) > 63 {
+					t.Errorf("%q: %v", n, errs)
+				}
+			}
+		})
+	}
+	seen := map[string]string{}
+	for _, pool := range []string{"", "a", "a-b", "A", bech32Pool, bech32Pool + "x"} {
+		for _, region := range []string{"eu", "us", "eu-west"} {
+			for _, network := range []string{"mainnet", "preprod"} {
+				tn := tenantFor(t, "ENABLE_CLUSTER_MANAGEMENT", "true", "POOL_ID", pool, "CLUSTER_REGION", region, "CARDANO_NETWORK", network)
+				who := network + "/" + pool + "/" + region
+				for kind, n := range map[string]string{"lease": tn.Lease, "candidacy": tn.Candidacy, "cluster": tn.Cluster, "token-" + region: tn.Token} {
+					if other, dup := seen[kind+" "+n]; dup && other != who && !strings.HasPrefix(kind, "token") {
+						t.Errorf("%s %q for both %s and %s", kind, n, other, who)
+					}
+					seen[kind+" "+n] = who
+				}
+			}
+		}
+	}
+}
+
+// TestTenantCandidacySelector: the list of candidacies finds this pool's,
+// in every region, and never another pool's or a single-tenant pool's.
+func TestTenantCandidacySelector(t *testing.T) {
+	sel := func(kv ...string) string {
+		return tenantFor(t, append([]string{"ENABLE_CLUSTER_MANAGEMENT", "true", "CLUSTER_REGION", "eu"}, kv...)...).Candidacies
+	}
+	if got, want := sel("POOL_ID", "p1"), "app.kubernetes.io/managed-by=forge-manager,cardano.io/network=mainnet,cardano.io/role=candidacy,cardano.io/pool-id=p1"; got != want {
+		t.Errorf("pool selector %q; want %q", got, want)
+	}
+	if got := sel(); !strings.HasSuffix(got, ",!cardano.io/pool-id") {
+		t.Errorf("single-tenant selector %q does not exclude pools", got)
+	}
+	l := candidacyLabels(tenantFor(t, "ENABLE_CLUSTER_MANAGEMENT", "true", "CLUSTER_REGION", "us", "POOL_ID", "p1").ClusterLabels)
+	if l["cardano.io/role"] != "candidacy" || l["cardano.io/pool-id"] != "p1" || l["cardano.io/environment"] != "production" {
+		t.Errorf("candidacy labels %v", l)
+	}
+}

@@ -1,0 +1,373 @@
+package main
+
+// Cluster-wide coordination (cluster.go): the rules as table tests, and
+// each rule in the simulated world across regions (cluster_sim_test.go),
+// judged from the simulated nodes' own records.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// regions is eu (priority 100) and us (200), two replicas each, settled
+// with eu forging.
+func regions(t *testing.T, kv ...string) *world {
+	t.Helper()
+	w := newWorld(t)
+	w.addIn("eu", "eu-0", 100, kv...)
+	w.addIn("eu", "eu-1", 100, kv...)
+	w.addIn("us", "us-0", 200, kv...)
+	w.addIn("us", "us-1", 200, kv...)
+	w.settleIn("eu", 90*time.Second)
+	return w
+}
+
+// TestCluster1BetterRegionForges: of two regions the better priority
+// forges, one node only, and it stays so.
+func TestCluster1BetterRegionForges(t *testing.T) {
+	w := regions(t)
+	w.run(2 * time.Minute)
+	if r := w.forgingRegions(); len(r) != 1 || r[0] != "eu" {
+		t.Errorf("forging regions %v; want eu", r)
+	}
+	w.noOverlap()
+}
+
+// forgerIn is the one forging replica of region, or fails the test.
+func forgerIn(w *world, region string) *replica {
+	w.t.Helper()
+	for _, f := range w.forgers() {
+		if r := w.rep(f); r.cfg.Region == region {
+			return r
+		}
+	}
+	w.dump()
+	w.t.Fatalf("nobody forges in %s: forgers %v", region, w.forgers())
+	return nil
+}
+
+// TestCluster2LocalFailoverStaysInTheRegion: the forging pod dies; its
+// region's standby, which observed the token all along, takes it when it
+// expires, and the other region never forges. It costs the longer of the
+// two lease durations, not their sum.
+func TestCluster2LocalFailoverStaysInTheRegion(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	from := w.clock.now()
+	w.kill(a)
+	at := w.settleIn("eu", time.Minute)
+	if took := at.Sub(from); took > 20*time.Second+2*time.Second+time.Second {
+		t.Errorf("local failover took %s; want within CLUSTER_LEASE_DURATION + CLUSTER_RETRY_PERIOD + 1s", took)
+	}
+	w.run(time.Minute)
+	if r := w.forgingRegions(); len(r) != 1 || r[0] != "eu" {
+		t.Errorf("forging regions %v; want eu", r)
+	}
+	for _, r := range w.region("us") {
+		if r.node.forgedOnce() {
+			t.Errorf("%s forged during a local failover in eu", r.name)
+		}
+	}
+	w.noOverlap()
+}
+
+// TestCluster3RegionLost: the whole better region goes; the other forges
+// within CLUSTER_LEASE_DURATION + CLUSTER_RETRY_PERIOD and the node's
+// enable, and never together with it.
+func TestCluster3RegionLost(t *testing.T) {
+	w := regions(t)
+	from := w.clock.now()
+	for _, r := range w.region("eu") {
+		w.kill(r)
+	}
+	at := w.settleIn("us", time.Minute)
+	if took := at.Sub(from); took > 20*time.Second+2*time.Second+time.Second {
+		t.Errorf("region failover took %s; want within CLUSTER_LEASE_DURATION + CLUSTER_RETRY_PERIOD + 1s", took)
+	}
+	w.noOverlap()
+}
+
+// TestCluster4LeadReturnsOnlyAfterTheHysteresis: the better region comes
+// back; the lead returns only once it has been better for
+// CLUSTER_PREEMPT_DELAY and the holder has held for CLUSTER_MIN_HOLD, as a
+// planned handover (no overlap, a few seconds).
+func TestCluster4LeadReturnsOnlyAfterTheHysteresis(t *testing.T) {
+	w := regions(t)
+	eu := w.region("eu")
+	for _, r := range eu {
+		r.cut(true) // the region cut off: its forger fences
+	}
+	held := w.settleIn("us", time.Minute)
+	for _, r := range eu {
+		r.cut(false)
+	}
+	back := w.clock.now()
+	w.runUntil(3*time.Minute, "the lead back in eu", func() bool {
+		f := w.forgingRegions()
+		return len(f) == 1 && f[0] == "eu"
+	})
+	after := w.clock.now()
+	if after.Sub(held) < 60*time.Second || after.Sub(back) < 30*time.Second {
+		t.Errorf("the lead returned %s after us took it and %s after eu came back; want at least CLUSTER_MIN_HOLD=60s and CLUSTER_PREEMPT_DELAY=30s",
+			after.Sub(held), after.Sub(back))
+	}
+	if d := after.Sub(back); d > 60*time.Second+10*time.Second {
+		t.Errorf("the lead returned %s after eu came back; want about max(MIN_HOLD - held, PREEMPT_DELAY) plus a few seconds", d)
+	}
+	w.noOverlap()
+}
+
+// TestCluster5DisabledStopsTheRegion: forgeState Disabled on the forging
+// region's CardanoForgeCluster: it disables, confirms, releases to the
+// other region, which forges within a few seconds, hysteresis or not.
+func TestCluster5DisabledStopsTheRegion(t *testing.T) {
+	w := regions(t)
+	from := w.clock.now()
+	w.cluster.spec("mainnet-eu", func(s *forgeClusterSpec) { s.ForgeState = forgeDisabled })
+	at := w.settleIn("us", 30*time.Second)
+	if took := at.Sub(from); took > 3*2*time.Second {
+		t.Errorf("Disabled took %s to move forging; want within a few retry periods", took)
+	}
+	w.run(time.Minute)
+	w.onlyForger(forgerIn(w, "us").name)
+	if st := w.cluster.status("mainnet-eu"); st.EffectiveState != forgeDisabled || st.ForgingEnabled {
+		t.Errorf("eu status %+v; want effectiveState Disabled, not forging", st)
+	}
+	w.noOverlap()
+}
+
+// TestCluster6CoordinationServerDown: nobody forges once
+// CLUSTER_RENEW_DEADLINE has passed; forging resumes after it returns.
+func TestCluster6CoordinationServerDown(t *testing.T) {
+	w := regions(t)
+	for _, r := range w.reps {
+		r.cut(true)
+	}
+	from := w.clock.now()
+	w.runUntil(20*time.Second, "nobody forging", func() bool { return len(w.forgers()) == 0 })
+	if d := w.clock.now().Sub(from); d > 12*time.Second+time.Second {
+		t.Errorf("forging stopped %s after the server went; want within CLUSTER_RENEW_DEADLINE + 1s", d)
+	}
+	w.run(time.Minute)
+	if f := w.forgers(); len(f) != 0 {
+		t.Errorf("forgers %v with the coordination server down", f)
+	}
+	for _, r := range w.reps {
+		r.cut(false)
+	}
+	w.settleIn("eu", time.Minute)
+	w.noOverlap()
+}
+
+// TestCluster7RegionCutOffStopsFirst: the forging region loses the
+// coordination server; it stops forging before the other region starts.
+func TestCluster7RegionCutOffStopsFirst(t *testing.T) {
+	w := regions(t)
+	for _, r := range w.region("eu") {
+		r.cut(true)
+	}
+	w.settleIn("us", time.Minute)
+	w.noOverlap()
+	var euEnd, usStart time.Time
+	for _, r := range w.reps {
+		for _, s := range r.node.spans {
+			switch {
+			case r.cfg.Region == "eu" && !s.end.IsZero() && s.end.After(euEnd):
+				euEnd = s.end
+			case r.cfg.Region == "us" && (usStart.IsZero() || s.start.Before(usStart)):
+				usStart = s.start
+			}
+		}
+	}
+	if !euEnd.Before(usStart) {
+		t.Errorf("eu stopped at %s, us started at %s", euEnd, usStart)
+	}
+}
+
+// TestCluster8FlappingHealthNeverBounces: the better region's health check
+// fails every other probe: its effective priority never stays better for
+// CLUSTER_PREEMPT_DELAY, so the lead, moved once, stays.
+func TestCluster8FlappingHealthNeverBounces(t *testing.T) {
+	w := regions(t)
+	for _, r := range w.region("eu") {
+		r.cut(true)
+	}
+	w.settleIn("us", time.Minute)
+	for _, r := range w.region("eu") {
+		r.cut(false)
+	}
+	flap := false
+	for end := w.clock.now().Add(5 * time.Minute); w.clock.now().Before(end); {
+		for _, r := range w.region("eu") {
+			if flap {
+				r.s.health.record(errFlap)
+			} else {
+				r.s.health.record(nil)
+			}
+		}
+		flap = !flap
+		w.run(10 * time.Second)
+		if f := w.forgingRegions(); len(f) != 1 || f[0] != "us" {
+			t.Fatalf("forging regions %v at %s; want us throughout", f, w.clock.now())
+		}
+	}
+	w.noOverlap()
+}
+
+var errFlap = errString2("health endpoint: HTTP 503")
+
+type errString2 string
+
+func (e errString2) Error() string { return string(e) }
+
+// TestCluster9TokenDeletedByHand: the token Lease deleted while a region
+// forges: its holder recreates it at once and nobody else forges.
+func TestCluster9TokenDeletedByHand(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	w.cluster.token.delete()
+	w.run(time.Minute)
+	w.onlyForger(a.name)
+	w.noOverlap()
+	if h := w.cluster.token.holder(); !strings.HasPrefix(h, "eu/"+a.name) {
+		t.Errorf("token holder %q; want %s's", h, a.name)
+	}
+}
+
+// moveTime patches the spec and measures until the other region forges.
+func moveTime(t *testing.T, w *world, name string, to string, limit time.Duration, f func(*forgeClusterSpec)) time.Duration {
+	t.Helper()
+	from := w.clock.now()
+	w.cluster.spec(name, f)
+	return w.settleIn(to, limit).Sub(from)
+}
+
+// TestCluster10PriorityPatchMovesTheLead: a better priority patched onto
+// the other region moves forging once it has been better for
+// CLUSTER_PREEMPT_DELAY (the holder has held for CLUSTER_MIN_HOLD), and not
+// before.
+func TestCluster10PriorityPatchMovesTheLead(t *testing.T) {
+	w := regions(t)
+	w.run(time.Minute) // eu has held for CLUSTER_MIN_HOLD
+	took := moveTime(t, w, "mainnet-us", "us", 2*time.Minute, func(s *forgeClusterSpec) { s.Priority = ptr(50) })
+	if took < 30*time.Second || took > 30*time.Second+3*2*time.Second {
+		t.Errorf("the priority patch moved forging after %s; want CLUSTER_PREEMPT_DELAY=30s plus a few seconds", took)
+	}
+	w.run(2 * time.Second) // the status follows at the next round
+	if st := w.cluster.status("mainnet-us"); st.EffectivePriority != 50 || !st.ForgingEnabled {
+		t.Errorf("us status %+v; want effectivePriority 50, forging", st)
+	}
+	w.noOverlap()
+}
+
+// TestCluster11Overrides: forcePriority without expiresAt moves the lead
+// after the hysteresis; with expiresAt in the past it is ignored and the
+// status says it lapsed; forceState Disabled withdraws at once.
+func TestCluster11Overrides(t *testing.T) {
+	w := regions(t)
+	w.run(time.Minute)
+	took := moveTime(t, w, "mainnet-us", "us", 2*time.Minute, func(s *forgeClusterSpec) {
+		s.Override = &forgeOverride{Enabled: true, Reason: "maintenance in eu", ForcePriority: ptr(1)}
+	})
+	if took < 30*time.Second || took > 36*time.Second {
+		t.Errorf("forcePriority moved forging after %s; want CLUSTER_PREEMPT_DELAY=30s plus a few seconds", took)
+	}
+	w.run(time.Minute)
+	// The override lapses: us is 200 again, eu 100 better; the lead goes
+	// back after the hysteresis.
+	expired := w.clock.now().Add(-time.Second).UTC().Format(time.RFC3339)
+	took = moveTime(t, w, "mainnet-us", "eu", 2*time.Minute, func(s *forgeClusterSpec) { s.Override.ExpiresAt = expired })
+	if took < 30*time.Second {
+		t.Errorf("a lapsed override moved forging back after %s; want the hysteresis", took)
+	}
+	if c := conditionOf(w.cluster.status("mainnet-us"), "Override"); c.Status != "False" || c.Reason != "Expired" {
+		t.Errorf("us Override condition %+v; want False, Expired", c)
+	}
+	took = moveTime(t, w, "mainnet-eu", "us", 30*time.Second, func(s *forgeClusterSpec) {
+		s.Override = &forgeOverride{Enabled: true, ForceState: forgeDisabled}
+	})
+	if took > 6*time.Second {
+		t.Errorf("forceState Disabled moved forging after %s; want a few seconds", took)
+	}
+	w.noOverlap()
+}
+
+func conditionOf(st forgeClusterStatus, typ string) condition {
+	for _, c := range st.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return condition{}
+}
+
+// TestCluster12NoCallPastTheCut: the forging holder's coordination server
+// hangs every call: no call runs past the moment its node must have
+// stopped, and the node stops by the token's deadline.
+func TestCluster12NoCallPastTheCut(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	for _, r := range w.reps {
+		if r != a {
+			r.cut(true)
+		}
+	}
+	a.hangOn()
+	var late []string
+	watch := func(ctx context.Context, op string) {
+		f := a.s.facts(w.clock.now())
+		if dl, ok := ctx.Deadline(); a.node.on && f.held && (!ok || w.clock.now().Add(time.Until(dl)).After(f.stopBy)) {
+			late = append(late, fmt.Sprintf("%s at %s", op, w.clock.now()))
+		}
+	}
+	a.cl.coord.check, a.cl.token.check = watch, watch
+	renewed := a.s.cl.token.renewedAt
+	w.runUntil(30*time.Second, "eu stopped", func() bool { return !a.node.on })
+	if len(late) > 0 {
+		t.Errorf("calls that may run past stopBy: %v", late)
+	}
+	if end := a.node.spans[len(a.node.spans)-1].end; !end.Before(renewed.Add(20*time.Second - killMargin)) {
+		t.Errorf("forged until %s, past the token's last renew + CLUSTER_LEASE_DURATION - 1s", end.Sub(renewed))
+	}
+}
+
+// TestCluster13MissingTokenIsWaitedOut: the token deleted while its holder
+// is cut off: the others treat "missing" like an unreleased token and
+// create it only after a full CLUSTER_LEASE_DURATION, by which time the
+// holder has stopped.
+func TestCluster13MissingTokenIsWaitedOut(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.cut(true)
+	w.cluster.token.delete()
+	w.run(2 * time.Minute)
+	w.noOverlap()
+	if len(w.forgers()) != 1 {
+		t.Errorf("forgers %v; want one", w.forgers())
+	}
+}
+
+// TestCluster14EpochRatchet: the token carries the highest epoch seen; a
+// token recreated after a deletion continues the count above it.
+func TestCluster14EpochRatchet(t *testing.T) {
+	w := regions(t)
+	for _, r := range w.region("eu") {
+		w.kill(r)
+	}
+	w.settleIn("us", time.Minute)
+	l, _ := w.cluster.token.get(context.Background())
+	before := derefInt(l.Spec.LeaseTransitions)
+	if l.Annotations[ratchetKey] != fmt.Sprint(before) {
+		t.Errorf("ratchet %q; want %d", l.Annotations[ratchetKey], before)
+	}
+	w.cluster.token.delete()
+	w.run(time.Minute)
+	l, _ = w.cluster.token.get(context.Background())
+	if got := derefInt(l.Spec.LeaseTransitions); got <= before {
+		t.Errorf("recreated token at epoch %d; want above %d", got, before)
+	}
+	w.noOverlap()
+}
