@@ -550,7 +550,9 @@ func (c *coordinator) syncStatus(ctx context.Context, in clusterInput) error {
 	if reflect.DeepEqual(next, c.wrote) {
 		return nil
 	}
-	obj, err := call(ctx, c, func(ctx context.Context) (*forgeClusterObject, error) { return c.api.patchForgeClusterStatus(ctx, next) })
+	obj, err := call(ctx, c, func(ctx context.Context) (*forgeClusterObject, error) {
+		return c.api.patchForgeClusterStatus(ctx, next)
+	})
 	if err != nil {
 		return err
 	}
