@@ -13,14 +13,15 @@ import (
 )
 
 // regions is eu (priority 100) and us (200), two replicas each, settled
-// with eu forging.
+// with eu forging. us starts first, so it wins every race the ranking does
+// not decide.
 func regions(t *testing.T, kv ...string) *world {
 	t.Helper()
 	w := newWorld(t)
-	w.addIn("eu", "eu-0", 100, kv...)
-	w.addIn("eu", "eu-1", 100, kv...)
 	w.addIn("us", "us-0", 200, kv...)
 	w.addIn("us", "us-1", 200, kv...)
+	w.addIn("eu", "eu-0", 100, kv...)
+	w.addIn("eu", "eu-1", 100, kv...)
 	w.settleIn("eu", 90*time.Second)
 	return w
 }
@@ -318,9 +319,14 @@ func TestCluster12NoCallPastTheCut(t *testing.T) {
 	a.hangOn()
 	var late []string
 	watch := func(ctx context.Context, op string) {
-		f := a.s.facts(w.clock.now())
-		if dl, ok := ctx.Deadline(); a.node.on && f.held && (!ok || w.clock.now().Add(time.Until(dl)).After(f.stopBy)) {
-			late = append(late, fmt.Sprintf("%s at %s", op, w.clock.now()))
+		now := w.clock.now()
+		f := a.s.facts(now)
+		limit := f.stopBy
+		if f.leading {
+			limit = f.fenceAt // invariant 1: nothing runs past the renew deadline while leading
+		}
+		if dl, ok := ctx.Deadline(); a.node.on && f.held && (!ok || now.Add(time.Until(dl)).After(limit)) {
+			late = append(late, fmt.Sprintf("%s at %s", op, now))
 		}
 	}
 	a.cl.coord.check, a.cl.token.check = watch, watch
@@ -370,4 +376,71 @@ func TestCluster14EpochRatchet(t *testing.T) {
 		t.Errorf("recreated token at epoch %d; want above %d", got, before)
 	}
 	w.noOverlap()
+}
+
+// TestCluster15DeadSidecarWithAFailingToken: the forging holder's token
+// renews fail for a while (its local Lease renews fine), then its sidecar
+// dies. Its last heartbeat promised no more than the token's deadline, so
+// the dead-man probe has the node killed before another region may take
+// the token.
+func TestCluster15DeadSidecarWithAFailingToken(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.cl.token.refuse = fmt.Errorf("update lease: %w", context.DeadlineExceeded)
+	w.run(8 * time.Second)
+	a.stopped = true
+	w.run(time.Minute)
+	w.noOverlap()
+	if a.node.probeKill == 0 {
+		t.Error("the dead-man probe did not kill the orphaned node")
+	}
+}
+
+// TestCluster16HangingServerKeepsTheLocalLease: a coordination server that
+// hangs every call of a region's local leader costs each round one
+// API_TIMEOUT, never the local Lease: the leader keeps it.
+func TestCluster16HangingServerKeepsTheLocalLease(t *testing.T) {
+	w := regions(t)
+	u := w.rep("us-0")
+	if !u.s.el.holding {
+		u = w.rep("us-1")
+	}
+	u.hangOn()
+	changes := w.locals["us"].rv
+	w.run(time.Minute)
+	if !u.s.el.holding || w.locals["us"].holder() != u.name+"_uid" {
+		t.Errorf("the hanging coordination server cost %s its local Lease (holder now %q)", u.name, w.locals["us"].holder())
+	}
+	if changes == w.locals["us"].rv {
+		t.Error("no local renews at all")
+	}
+	w.onlyForger(forgerIn(w, "eu").name)
+}
+
+// TestClusterLeadershipAnd: with the token, a replica leads while both
+// lead, fences at the earlier deadline, and must have stopped by the
+// earlier possible takeover (cluster.go rule 1).
+func TestClusterLeadershipAnd(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	local := leadership{leading: true, trusted: true, held: true, fenceAt: at(10), stopBy: at(14), holder: "a"}
+	tests := []struct {
+		name  string
+		token leadership
+		want  leadership
+	}{
+		{"token fences first", leadership{leading: true, trusted: true, held: true, fenceAt: at(8), stopBy: at(15), holder: "eu/a"},
+			leadership{leading: true, trusted: true, held: true, fenceAt: at(8), stopBy: at(14), holder: "a", token: "eu/a"}},
+		{"token taken over first", leadership{leading: true, trusted: true, held: true, fenceAt: at(12), stopBy: at(11), holder: "eu/a"},
+			leadership{leading: true, trusted: true, held: true, fenceAt: at(10), stopBy: at(11), holder: "a", token: "eu/a"}},
+		{"token not held: no lead, local bounds", leadership{holder: "us/b", elsewhere: true},
+			leadership{trusted: false, fenceAt: at(10), stopBy: at(14), holder: "a", token: "us/b", elsewhere: true}},
+		{"token epoch untrusted", leadership{leading: true, trusted: false, held: true, fenceAt: at(12), stopBy: at(19), holder: "eu/a"},
+			leadership{leading: true, trusted: false, held: true, fenceAt: at(10), stopBy: at(14), holder: "a", token: "eu/a"}},
+	}
+	for _, tc := range tests {
+		if got := local.and(tc.token); got != tc.want {
+			t.Errorf("%s:\n got %+v\nwant %+v", tc.name, got, tc.want)
+		}
+	}
 }
