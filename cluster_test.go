@@ -34,6 +34,11 @@ func TestCluster1BetterRegionForges(t *testing.T) {
 	if r := w.forgingRegions(); len(r) != 1 || r[0] != "eu" {
 		t.Errorf("forging regions %v; want eu", r)
 	}
+	for _, r := range w.region("us") {
+		if r.node.forgedOnce() {
+			t.Errorf("%s forged: the token went to the worse region first", r.name)
+		}
+	}
 	w.noOverlap()
 }
 
@@ -380,14 +385,18 @@ func TestCluster14EpochRatchet(t *testing.T) {
 
 // TestCluster15DeadSidecarWithAFailingToken: the forging holder's token
 // renews fail for a while (its local Lease renews fine), then its sidecar
-// dies. Its last heartbeat promised no more than the token's deadline, so
-// the dead-man probe has the node killed before another region may take
-// the token.
+// dies, while the other region ranks better (inside the hysteresis) and
+// takes the token the moment it expires. The holder's last heartbeat
+// promised no more than the token's deadline, so the dead-man probe has
+// the node killed before that.
 func TestCluster15DeadSidecarWithAFailingToken(t *testing.T) {
 	w := regions(t)
 	a := forgerIn(w, "eu")
+	w.cluster.spec("mainnet-us", func(s *forgeClusterSpec) { s.Priority = ptr(50) })
+	renewed := a.s.cl.token.renewedAt
+	w.runUntil(5*time.Second, "a token renew", func() bool { return a.s.cl.token.renewedAt != renewed })
 	a.cl.token.refuse = fmt.Errorf("update lease: %w", context.DeadlineExceeded)
-	w.run(8 * time.Second)
+	w.run(11 * time.Second)
 	a.stopped = true
 	w.run(time.Minute)
 	w.noOverlap()
