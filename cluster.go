@@ -235,6 +235,8 @@ type coordinator struct {
 	mine     *coordinationv1.Lease // our candidacy as last read or written
 	wrote    forgeClusterStatus    // the status as last read or written
 	cutAt    time.Time             // the round's end: its budget, or clusterInput.cutAt if earlier
+	leading  bool                  // the token led at the last noteTransitions
+	released bool                  // ...and the last lead ended by our release
 }
 
 // callContext bounds one call by the round's cutAt, on the injected clock.
@@ -521,6 +523,42 @@ func firstOf(s ...string) string {
 	return ""
 }
 
+// noteTransitions logs and counts the token's real changes, once each.
+func (c *coordinator) noteTransitions(now time.Time, m *metricSet) {
+	leading := c.token.leadingAt(now)
+	if leading == c.leading {
+		return
+	}
+	c.leading = leading
+	f := c.token.facts(now)
+	switch {
+	case leading:
+		c.released = false
+		c.log.Info("acquired the forging token", "token_epoch", f.epoch.String())
+	case c.released:
+	case f.holder == c.token.identity && !now.Before(f.fenceAt):
+		m.fenced()
+		c.log.Warn("fenced: no successful renew of the forging token within CLUSTER_RENEW_DEADLINE; forging disabled",
+			"cluster_renew_deadline", c.tm.renew.String())
+	default:
+		c.log.Warn("lost the forging token", "holder", f.holder, "missing", c.token.observed.missing)
+	}
+}
+
+// snapshot is the cluster-wide view for /status and the metrics.
+func (c *coordinator) snapshot(now time.Time, localLeader, healthy bool) *clusterSnapshot {
+	v := &clusterSnapshot{TokenHolder: c.token.holder(), HoldsToken: c.token.leadingAt(now), Candidates: len(c.rank),
+		EffectiveState: c.self.state, EffectivePriority: c.self.priority, Healthy: healthy, LocalLeader: localLeader}
+	v.Reason = c.unfit()
+	v.Candidate = localLeader && v.Reason == ""
+	for i, k := range c.rank {
+		if k.region == c.region {
+			v.Rank = i + 1
+		}
+	}
+	return v
+}
+
 // release gives the token up once the node is off. For a reason of this
 // replica's own (local), it names no successor: the region's next local
 // leader, or whoever ranks first, takes it at once. Otherwise it names the
@@ -533,6 +571,7 @@ func (c *coordinator) release(ctx context.Context, local bool) (string, error) {
 	c.token.cutAt = time.Time{} // the node is off: nothing to cut for
 	err := c.token.releaseTo(ctx, heir)
 	c.noteHold()
+	c.released = true
 	if err != nil {
 		return heir, fmt.Errorf("forging token: %w", err)
 	}

@@ -453,3 +453,54 @@ func TestClusterLeadershipAnd(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterStatusAndMetricsPerRegion: /status and the cluster metrics
+// tell the truth per region: the forging pod holds the token and ranks
+// first; the other region's leader ranks second with its own priority; a
+// standby is no candidate.
+func TestClusterStatusAndMetricsPerRegion(t *testing.T) {
+	w := regions(t)
+	w.run(5 * time.Second)
+	a := forgerIn(w, "eu")
+	var usLeader *replica
+	for _, r := range w.region("us") {
+		if r.s.el.holding {
+			usLeader = r
+		}
+	}
+	checks := []struct {
+		r                 *replica
+		holds, candidate  bool
+		rank, prio        int
+		leadership, cands string
+	}{
+		{a, true, true, 1, 100, "1", "1"},
+		{usLeader, false, true, 2, 200, "0", "1"},
+	}
+	for _, c := range checks {
+		v := c.r.s.board.load().Cluster
+		if v == nil || v.HoldsToken != c.holds || v.Candidate != c.candidate || v.Rank != c.rank || v.EffectivePriority != c.prio ||
+			v.TokenHolder != "eu/"+a.name+"_uid" {
+			t.Errorf("%s: /status cluster %+v", c.r.name, v)
+		}
+		var b strings.Builder
+		c.r.s.m.write(&b)
+		for _, want := range []string{"cardano_forge_leadership_active{" + "pod=\"" + c.r.name + "\"", "cardano_forge_priority{"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s: no %s in the metrics", c.r.name, want)
+			}
+		}
+		for _, l := range strings.Split(b.String(), "\n") {
+			if strings.HasPrefix(l, "cardano_forge_leadership_active{") && !strings.HasSuffix(l, "} "+c.leadership) {
+				t.Errorf("%s: %s; want %s", c.r.name, l, c.leadership)
+			}
+		}
+	}
+	for _, r := range w.reps {
+		if r != a && r != usLeader {
+			if v := r.s.board.load().Cluster; v.Candidate || v.LocalLeader {
+				t.Errorf("standby %s: /status cluster %+v; want no candidate", r.name, v)
+			}
+		}
+	}
+}

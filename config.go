@@ -404,6 +404,15 @@ func (c *config) validateCluster(given, bad map[string]bool) []string {
 		return p
 	}
 	p = append(p, timingProblems(c.clusterTiming().timing, c.Probe, "CLUSTER_")...)
+	// Rule 2: a region's standby takes its local Lease (LEASE_DURATION and
+	// one jittered RETRY_PERIOD after the last renew) and renews the
+	// candidacy (one CLUSTER_RETRY_PERIOD) before the candidacy lapses, so
+	// a local failover keeps the lead in the region.
+	if need := c.LeaseDuration + c.RetryPeriod*11/10 + c.ClusterRetry; c.ClusterLease <= need && !anyBad(bad, "LEASE_DURATION", "RETRY_PERIOD") {
+		p = append(p, fmt.Sprintf(`CLUSTER_LEASE_DURATION="%s" must be longer than LEASE_DURATION="%s" + 1.1 x RETRY_PERIOD="%s" + CLUSTER_RETRY_PERIOD="%s" = %s, `+
+			`so a region's standby becomes its local leader and renews the region's candidacy before it lapses (a local failover keeps the lead in the region)`,
+			c.ClusterLease, c.LeaseDuration, c.RetryPeriod, c.ClusterRetry, need))
+	}
 	// A candidacy seen once stays live for a lease duration; one that must
 	// be better for longer than that was really renewed all along.
 	if c.PreemptDelay < c.ClusterLease && !bad["CLUSTER_PREEMPT_DELAY"] {

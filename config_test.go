@@ -129,6 +129,7 @@ func TestConfigErrors(t *testing.T) {
 		{"cluster retry too slow", clusterEnv("CLUSTER_RETRY_PERIOD", "7s"), "run", `CLUSTER_RETRY_PERIOD="7s" must be at most half of CLUSTER_RENEW_DEADLINE="12s"`},
 		{"cluster probe budget", clusterEnv("CLUSTER_LEASE_DURATION", "14", "CLUSTER_RENEW_DEADLINE", "11s"), "run", `must fit in CLUSTER_LEASE_DURATION - CLUSTER_RENEW_DEADLINE = 3s`},
 		{"cluster API timeout", clusterEnv("CLUSTER_RENEW_DEADLINE", "4s", "CLUSTER_RETRY_PERIOD", "1s", "CLUSTER_LEASE_DURATION", "10"), "run", `API_TIMEOUT="5s" must be at most half of CLUSTER_RENEW_DEADLINE="4s"`},
+		{"local failover must fit in the candidacy", clusterEnv("LEASE_DURATION", "18s", "RENEW_DEADLINE", "12s"), "run", `CLUSTER_LEASE_DURATION="20s" must be longer than LEASE_DURATION="18s" + 1.1 x RETRY_PERIOD="2s" + CLUSTER_RETRY_PERIOD="2s" = 22.2s`},
 		{"preempt delay shorter than a lease", clusterEnv("CLUSTER_PREEMPT_DELAY", "10s"), "run", `CLUSTER_PREEMPT_DELAY="10s" must be at least CLUSTER_LEASE_DURATION="20s"`},
 		{"cluster duration unparsable", clusterEnv("CLUSTER_MIN_HOLD", "ten minutes"), "run", `CLUSTER_MIN_HOLD="ten minutes"`},
 		{"no margin", runEnv("RENEW_DEADLINE", "14s"), "run", `RENEW_DEADLINE="14s" must be shorter than LEASE_DURATION="15s" by at least 2s`},

@@ -336,12 +336,13 @@ func (s *sidecar) clusterWhy() string {
 func (s *sidecar) release(ctx context.Context, now time.Time, f leadership, why string) {
 	r := s.releasing(now, why)
 	if r&releaseToken != 0 {
+		because := firstOf(why, s.clusterWhy(), "no longer this region's local leader")
 		heir, err := s.cl.release(ctx, why != "")
 		if err != nil {
 			s.m.apiError(apiOp(err))
 			s.log.Warn("could not release the forging token; it will expire", "err", err)
 		} else {
-			s.log.Info("released the forging token", "why", firstOf(why, s.clusterWhy(), "no longer this region's local leader"), "successor", heir)
+			s.log.Info("released the forging token", "why", because, "successor", heir)
 		}
 	}
 	if r&releaseLocal != 0 {
@@ -409,8 +410,13 @@ func (s *sidecar) releaseLease(ctx context.Context, now time.Time, f leadership,
 	s.log.Info("released the Lease", "why", why)
 }
 
-// noteTransitions logs and counts real changes, once each.
+// noteTransitions logs and counts real changes, once each: of the local
+// Lease here, of the forging token in cluster.go.
 func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
+	if s.cl != nil {
+		s.cl.noteTransitions(now, s.m)
+		f = s.el.facts(now)
+	}
 	if f.leading && s.leading && f.epoch.UID != s.leaseUID {
 		s.log.Warn("the Lease was deleted and this leader recreated it: keep it out of pruning and cleanup tools", "epoch", f.epoch.String())
 	}
@@ -567,6 +573,9 @@ func (s *sidecar) publish(now time.Time, f leadership) {
 		Forging: s.forgingConfirmed(), ForgingState: n.state.String(), NodePID: n.proc.PID, NodeUp: n.presence == nodeUp,
 		Network: s.names.network, PoolID: s.names.poolID, Region: s.names.region, Version: version,
 		renewedAt: s.el.renewedAt, fenceAt: f.fenceAt, passAt: now,
+	}
+	if s.cl != nil {
+		v.Cluster = s.cl.snapshot(now, s.el.leadingAt(now), s.health.healthy())
 	}
 	v.Role = "standby"
 	switch {

@@ -262,6 +262,9 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 	}
 	s.m = newMetricSet(s.board, "pod", c.PodName, "cardano_network", c.Network, "pool_id", c.PoolID,
 		"pool_ticker", c.PoolTicker, "application_type", c.AppType, "cluster_region", c.Region)
+	if c.ClusterManagement {
+		s.m.clusterGauges(s.board)
+	}
 	s.keys = keyFiles{log: log, count: s.m.credentialOp}
 	s.hb = heartbeat{pod: c.PodName, clock: boottime}
 	if c.AppType == appBlockProducer {

@@ -64,6 +64,25 @@ func newMetricSet(b *board, labels ...string) *metricSet {
 	return m
 }
 
+// clusterGauges declares the cluster-wide series (cluster.go), with
+// cluster management only: this region a live candidate, this pod holding
+// the forging token, the node's health, the region's effective priority.
+func (m *metricSet) clusterGauges(b *board) {
+	view := func(f func(v *clusterSnapshot) float64) func() float64 {
+		return func() float64 {
+			if v := b.load(); v != nil && v.Cluster != nil {
+				return f(v.Cluster)
+			}
+			return 0
+		}
+	}
+	m.gauge("cardano_forge_cluster_enabled", view(func(v *clusterSnapshot) float64 { return b2f(v.Candidate) }))
+	m.gauge("cardano_forge_leadership_active", view(func(v *clusterSnapshot) float64 { return b2f(v.HoldsToken) }))
+	m.gauge("cardano_forge_health_status", view(func(v *clusterSnapshot) float64 { return b2f(v.Healthy) }))
+	m.gauge("cardano_forge_priority", view(func(v *clusterSnapshot) float64 { return float64(v.EffectivePriority) }))
+	m.gauge("forge_manager_cluster_rank", view(func(v *clusterSnapshot) float64 { return float64(v.Rank) }))
+}
+
 func (m *metricSet) name(name string, kv ...string) string {
 	extra := renderLabels(kv...)
 	if extra != "" {

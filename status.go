@@ -43,12 +43,32 @@ type snapshot struct {
 	PoolID          string `json:"poolID,omitempty"`
 	Region          string `json:"region"`
 	Version         string `json:"version"`
+	// Cluster is the cluster-wide view (cluster.go); nil without cluster
+	// management.
+	Cluster *clusterSnapshot `json:"cluster,omitempty"`
 
 	ready      bool
 	renewedAt  time.Time
 	fenceAt    time.Time
 	lastChange time.Time
 	passAt     time.Time // when the pass that wrote it ended, on the monotonic clock
+}
+
+// clusterSnapshot is what /status and the cluster metrics say of the
+// region: the token's holder, this region's place in the ranking (1 is
+// first; 0 when not known or not a candidate), its effective state and
+// priority as its local leader last evaluated them.
+type clusterSnapshot struct {
+	TokenHolder       string `json:"tokenHolder"`
+	HoldsToken        bool   `json:"holdsToken"`
+	Rank              int    `json:"rank"`
+	Candidates        int    `json:"liveCandidates"`
+	EffectiveState    string `json:"effectiveState,omitempty"`
+	EffectivePriority int    `json:"effectivePriority,omitempty"`
+	Candidate         bool   `json:"candidate"`
+	Reason            string `json:"reason,omitempty"`
+	Healthy           bool   `json:"healthy"`
+	LocalLeader       bool   `json:"localLeader"`
 }
 
 // statusServer answers the endpoints from the board.

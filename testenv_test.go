@@ -34,6 +34,7 @@ func TestMain(m *testing.M) {
 	if cp != nil {
 		cp.Stop()
 	}
+	stopExtraPlanes()
 	os.Exit(code)
 }
 

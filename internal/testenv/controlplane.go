@@ -7,6 +7,7 @@ package testenv
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -214,6 +215,25 @@ func (cp *ControlPlane) writeKubeconfig() error {
 		return err
 	}
 	return os.WriteFile(cp.Kubeconfig, []byte(kubeconfig(cp.URL(), caFile, cp.AdminToken)), 0o600)
+}
+
+// PodKubeconfig is a kubeconfig for cp as the pod in slot index reaches it
+// (through its veth), with token and the CA inline: what a
+// CLUSTER_KUBECONFIG Secret would hold.
+func (cp *ControlPlane) PodKubeconfig(index int, token string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: coordination
+  cluster: {server: "https://%s:%d", certificate-authority-data: %q}
+users:
+- name: forge-manager
+  user: {token: %q}
+contexts:
+- name: coordination
+  context: {cluster: coordination, user: forge-manager}
+current-context: coordination
+`, HostIP(index), cp.Port, base64.StdEncoding.EncodeToString(cp.CA), token))
 }
 
 func kubeconfig(server, caFile, token string) string {

@@ -64,39 +64,61 @@ const ServiceAccount = "forge-manager"
 
 // NewTenant creates namespace ns with the shipped RBAC applied.
 func (cp *ControlPlane) NewTenant(ctx context.Context, root, ns string) (*Tenant, error) {
+	return cp.NewTenantWith(ctx, root, ns, filepath.Join("deploy", "rbac"), ServiceAccount)
+}
+
+// CoordinationServiceAccount is the identity of deploy/coordination.
+const CoordinationServiceAccount = "forge-manager-coordination"
+
+// NewCoordination creates namespace ns as the coordination API server's
+// side: deploy/coordination applied, and a token for its ServiceAccount.
+func (cp *ControlPlane) NewCoordination(ctx context.Context, root, ns string) (*Tenant, error) {
+	return cp.NewTenantWith(ctx, root, ns, filepath.Join("deploy", "coordination"), CoordinationServiceAccount)
+}
+
+// NewTenantWith creates namespace ns, applies the kustomization in dir
+// (relative to root) to it and returns a token for ServiceAccount sa.
+func (cp *ControlPlane) NewTenantWith(ctx context.Context, root, ns, dir, sa string) (*Tenant, error) {
 	if _, err := cp.Kubectl("create", "namespace", ns); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp(cp.Dir, "kustomize-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	rbac, err := filepath.Abs(filepath.Join(root, "deploy", "rbac"))
-	if err != nil {
-		return nil, err
-	}
-	rel, err := filepath.Rel(dir, rbac)
-	if err != nil {
-		return nil, err
-	}
-	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n- %s\n", ns, rel)
-	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-		return nil, err
-	}
-	if _, err := cp.Kubectl("apply", "-k", dir); err != nil {
+	if err := cp.Apply(root, ns, dir); err != nil {
 		return nil, err
 	}
 	if err := cp.waitServed(ctx, ns); err != nil {
 		return nil, err
 	}
-	tok, err := cp.Kubectl("create", "token", ServiceAccount, "-n", ns, "--duration=24h")
+	tok, err := cp.Kubectl("create", "token", sa, "-n", ns, "--duration=24h")
 	if err != nil {
 		return nil, err
 	}
 	t := &Tenant{Namespace: ns, SAToken: strings.TrimSpace(string(tok))}
 	t.SA = cp.tokenConfig(t.SAToken)
 	return t, nil
+}
+
+// Apply applies the kustomization in rbacDir (relative to root) to namespace
+// ns, as `kubectl apply -k` with the namespace set.
+func (cp *ControlPlane) Apply(root, ns, rbacDir string) error {
+	dir, err := os.MkdirTemp(cp.Dir, "kustomize-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	rbac, err := filepath.Abs(filepath.Join(root, rbacDir))
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(dir, rbac)
+	if err != nil {
+		return err
+	}
+	k := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n- %s\n", ns, rel)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		return err
+	}
+	_, err = cp.Kubectl("apply", "-k", dir)
+	return err
 }
 
 // Up starts a control plane with the CRDs installed and one tenant
