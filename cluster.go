@@ -237,6 +237,11 @@ type coordinator struct {
 	cutAt    time.Time             // the round's end: its budget, or clusterInput.cutAt if earlier
 	leading  bool                  // the token led at the last noteTransitions
 	released bool                  // ...and the last lead ended by our release
+	// blind: since the last successful list this replica could not see the
+	// candidacies (a failed read, or rounds as a standby). What it could
+	// not see it cannot call lapsed: the next list counts every candidacy
+	// as first seen then.
+	blind bool
 }
 
 // callContext bounds one call by the round's cutAt, on the injected clock.
@@ -286,7 +291,7 @@ func (c *coordinator) step(ctx context.Context, in clusterInput) error {
 	}
 	c.token.cutAt = c.cutAt
 	if !in.leader {
-		c.rank, c.obj, c.viewErr = nil, nil, nil
+		c.rank, c.obj, c.viewErr, c.blind = nil, nil, nil, true
 		return c.token.step(ctx, false)
 	}
 	var err error
@@ -296,6 +301,8 @@ func (c *coordinator) step(ctx context.Context, in clusterInput) error {
 	c.viewErr = c.readView(ctx, in.health)
 	if c.viewErr == nil {
 		c.viewAt = c.now()
+	} else {
+		c.blind = true
 	}
 	if !c.holding() && err == nil {
 		err = c.token.step(ctx, c.mayHold(in))
@@ -430,7 +437,7 @@ func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 	for i := range list {
 		l := &list[i]
 		present[l.Name] = true
-		if s, ok := c.seen[l.Name]; !ok || s.version != l.ResourceVersion {
+		if s, ok := c.seen[l.Name]; !ok || s.version != l.ResourceVersion || c.blind {
 			c.seen[l.Name] = sighting{version: l.ResourceVersion, at: t,
 				lease: max(c.tm.lease, time.Duration(derefInt(l.Spec.LeaseDurationSeconds))*time.Second)}
 		}
@@ -452,6 +459,7 @@ func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 			delete(c.seen, name)
 		}
 	}
+	c.blind = false
 	if c.self.why == "" {
 		rank = append(rank, c.self.entry(c.region))
 	}

@@ -504,3 +504,44 @@ func TestClusterStatusAndMetricsPerRegion(t *testing.T) {
 		}
 	}
 }
+
+// TestCluster17OutageDoesNotBounceTheLead: the coordination server is down
+// for longer than CLUSTER_LEASE_DURATION. Nobody could renew a candidacy
+// meanwhile, and nobody could see one renewed: "cannot tell" is not
+// "lapsed". When the server returns, the better region's holder renews its
+// own token at once; the other region never takes it.
+func TestCluster17OutageDoesNotBounceTheLead(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	// The server goes for eu first, then for us once us has read eu's last
+	// records: us saw them last before the outage, and they are still the
+	// same after it.
+	for _, r := range w.region("eu") {
+		r.cut(true)
+	}
+	w.run(3 * time.Second)
+	for _, r := range w.region("us") {
+		r.cut(true)
+	}
+	w.run(45 * time.Second)
+	back := w.clock.now()
+	for _, r := range w.region("us") { // the worse region's round comes first
+		r.cut(false)
+	}
+	w.run(1500 * time.Millisecond)
+	for _, r := range w.region("eu") {
+		r.cut(false)
+	}
+	at := w.settleIn("eu", 30*time.Second)
+	if took := at.Sub(back); took > 2*2*time.Second+time.Second {
+		t.Errorf("forging resumed %s after the server returned; want within a couple of CLUSTER_RETRY_PERIODs", took)
+	}
+	w.run(time.Minute)
+	for _, r := range w.region("us") {
+		if r.node.forgedOnce() {
+			t.Errorf("%s forged after the outage: the lead bounced", r.name)
+		}
+	}
+	w.onlyForger(a.name)
+	w.noOverlap()
+}

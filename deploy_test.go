@@ -30,6 +30,9 @@ func apiDo(rc *rest.RESTClient, method, path string, body any) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req := rc.Verb(method).AbsPath(path)
+	if strings.Contains(path, "?") {
+		req = rc.Verb(method).RequestURI(path)
+	}
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
@@ -234,8 +237,9 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 		{"get CardanoLeader status", "GET", leaders + "/l/status", nil, true},
 		{"delete CardanoLeader", "DELETE", leaders + "/l", nil, false},
 		{"list CardanoLeaders", "GET", leaders, nil, false},
-		{"get CardanoForgeCluster", "GET", clusters + "/mine", nil, true},
-		{"patch CardanoForgeCluster status", "PATCH", clusters + "/mine/status", map[string]any{"status": map[string]any{"activeLeader": "bp-0"}}, true},
+		// Cluster-wide objects are the coordination Role's (deploy/coordination).
+		{"get CardanoForgeCluster", "GET", clusters + "/mine", nil, false},
+		{"patch CardanoForgeCluster status", "PATCH", clusters + "/mine/status", map[string]any{"status": map[string]any{"activeLeader": "bp-0"}}, false},
 		{"patch CardanoForgeCluster spec", "PATCH", clusters + "/mine", map[string]any{"spec": map[string]any{"priority": 1}}, false},
 		{"create CardanoForgeCluster", "POST", clusters, forgeCluster("new", validSpec()), false},
 		{"delete CardanoForgeCluster", "DELETE", clusters + "/mine", nil, false},
@@ -260,6 +264,68 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 		case !s.allowed && !apierrors.IsForbidden(err):
 			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
 		}
+	}
+}
+
+// TestCoordinationRoleIsLeastPrivilege: the coordination API server's Role
+// (deploy/coordination) grants the token and candidacy Leases, the
+// CardanoForgeCluster (read, create) and its status (patch), and nothing
+// else: not the spec, no delete, no other namespace, no Secrets.
+func TestCoordinationRoleIsLeastPrivilege(t *testing.T) {
+	c := controlPlane(t)
+	ct, err := c.NewCoordination(context.Background(), ".", nsName("c", t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := newTenant(t)
+	sa := restClientFor(t, ct.SA)
+	admin := restClientFor(t, c.AdminConfig())
+	leases := "/apis/coordination.k8s.io/v1/namespaces/" + ct.Namespace + "/leases"
+	clusters := "/apis/cardano.io/v1/namespaces/" + ct.Namespace + "/cardanoforgeclusters"
+	lease := map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": map[string]any{"name": "token"}}
+	if err := apiDo(admin, "POST", clusters, forgeCluster("theirs", validSpec())); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		what         string
+		method, path string
+		body         any
+		allowed      bool
+	}{
+		{"create the token", "POST", leases, lease, true},
+		{"get the token", "GET", leases + "/token", nil, true},
+		{"list candidacies", "GET", leases + "?labelSelector=" + "cardano.io%2Frole%3Dcandidacy", nil, true},
+		{"delete the token", "DELETE", leases + "/token", nil, false},
+		{"patch the token", "PATCH", leases + "/token", map[string]any{"metadata": map[string]any{"labels": map[string]any{"x": "y"}}}, false},
+		{"watch Leases", "GET", leases + "?watch=true&timeoutSeconds=1", nil, false},
+		{"list Leases in another namespace", "GET", "/apis/coordination.k8s.io/v1/namespaces/" + other.Namespace + "/leases", nil, false},
+		{"create a CardanoForgeCluster", "POST", clusters, forgeCluster("mine", validSpec()), true},
+		{"get a CardanoForgeCluster", "GET", clusters + "/mine", nil, true},
+		{"patch its status", "PATCH", clusters + "/mine/status", map[string]any{"status": map[string]any{"activeLeader": "eu-0"}}, true},
+		{"patch its spec", "PATCH", clusters + "/mine", map[string]any{"spec": map[string]any{"priority": 1}}, false},
+		{"update it", "PUT", clusters + "/theirs", forgeCluster("theirs", validSpec()), false},
+		{"delete it", "DELETE", clusters + "/theirs", nil, false},
+		{"list CardanoForgeClusters", "GET", clusters, nil, false},
+		{"get a Secret", "GET", "/api/v1/namespaces/" + ct.Namespace + "/secrets/keys", nil, false},
+		{"list CardanoLeaders", "GET", "/apis/cardano.io/v1/namespaces/" + ct.Namespace + "/cardanoleaders", nil, false},
+	}
+	for _, s := range steps {
+		err := apiDo(sa, s.method, s.path, s.body)
+		switch {
+		case s.allowed && err != nil:
+			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
+		case !s.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
+		}
+	}
+	var l map[string]any
+	raw, err := sa.Get().AbsPath(leases + "/token").DoRaw(context.Background())
+	if err != nil || json.Unmarshal(raw, &l) != nil {
+		t.Fatalf("read the token back: %v", err)
+	}
+	l["spec"] = map[string]any{"holderIdentity": "eu/eu-0_uid"}
+	if err := apiDo(sa, "PUT", leases+"/token", l); err != nil {
+		t.Errorf("update the token: the Role must allow it, got %v", err)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/client-go/rest"
@@ -28,7 +30,7 @@ func restConfig(inCluster bool, kubeconfig string) (*rest.Config, error) {
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		return nil, fmt.Errorf("KUBECONFIG=%q: %w", kubeconfig, err)
+		return nil, &configError{[]string{fmt.Sprintf("KUBECONFIG=%q: %v", kubeconfig, err)}}
 	}
 	return rc, nil
 }
@@ -42,6 +44,9 @@ func newRESTClient(rc *rest.Config) (*rest.RESTClient, error) {
 	if err := coordinationv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
+	// The API server's error bodies are v1 Status objects: registered, a
+	// 403 says who may not do what, instead of "unknown".
+	metav1.AddToGroupVersion(scheme, schema.GroupVersion{Version: "v1"})
 	rc.APIPath = "/apis"
 	rc.GroupVersion = &coordinationv1.SchemeGroupVersion
 	rc.NegotiatedSerializer = serializer.NewCodecFactory(scheme).WithoutConversion()

@@ -172,6 +172,10 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	if err != nil {
 		return err
 	}
+	crc, err := coordinationConfig(c.ClusterManagement, c.ClusterKubeconfig, rc)
+	if err != nil {
+		return err
+	}
 	client, err := newRESTClient(rc)
 	if err != nil {
 		return fmt.Errorf("API client: %w", err)
@@ -188,7 +192,7 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
 	if c.ClusterManagement {
-		if s.cl, err = wireCluster(c, tn, identity, rc, log, s.now); err != nil {
+		if s.cl, err = wireCluster(c, tn, identity, crc, log, s.now); err != nil {
 			return err
 		}
 	}
@@ -219,16 +223,24 @@ func leaderObjectOf(rc *rest.RESTClient, c *config, tn tenant) *kubeLeaders {
 		kind: "CardanoLeader", resource: "cardanoleader", namespace: c.Namespace, name: tn.Leader, labels: tn.Labels}}
 }
 
-// wireCluster builds the cluster-wide side (cluster.go) on the coordination
-// API server: CLUSTER_KUBECONFIG, read once here, else the pod's own.
-func wireCluster(c *config, tn tenant, identity string, local *rest.Config, log *slog.Logger, now func() time.Time) (*coordinator, error) {
-	rc := local
-	if c.ClusterKubeconfig != "" {
-		var err error
-		if rc, err = clientcmd.BuildConfigFromFlags("", c.ClusterKubeconfig); err != nil {
-			return nil, &configError{[]string{fmt.Sprintf("CLUSTER_KUBECONFIG=%q: %v", c.ClusterKubeconfig, err)}}
-		}
+// coordinationConfig is the coordination API server's client configuration:
+// CLUSTER_KUBECONFIG, read once at start, else the pod's own API server. A
+// file that cannot be read or names no usable context is a configuration
+// error (exit 2).
+func coordinationConfig(on bool, kubeconfig string, local *rest.Config) (*rest.Config, error) {
+	if !on || kubeconfig == "" {
+		return local, nil
 	}
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return nil, &configError{[]string{fmt.Sprintf("CLUSTER_KUBECONFIG=%q: %v", kubeconfig, err)}}
+	}
+	return rc, nil
+}
+
+// wireCluster builds the cluster-wide side (cluster.go) on the coordination
+// API server rc.
+func wireCluster(c *config, tn tenant, identity string, rc *rest.Config, log *slog.Logger, now func() time.Time) (*coordinator, error) {
 	client, err := newRESTClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("coordination API client: %w", err)

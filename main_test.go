@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -41,5 +43,27 @@ func TestSubcommands(t *testing.T) {
 				t.Errorf("output %q lacks %q", text, tc.contains)
 			}
 		})
+	}
+}
+
+// TestClusterKubeconfigErrors: CLUSTER_KUBECONFIG is read once at start; a
+// file that is missing, unreadable as a kubeconfig, or without a usable
+// context stops run with exit code 2 and a line naming the variable and the
+// file.
+func TestClusterKubeconfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	local := filepath.Join(dir, "local")
+	os.WriteFile(local, []byte("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:1\"}\n"+
+		"users:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n"), 0o600)
+	garbage, empty := filepath.Join(dir, "garbage"), filepath.Join(dir, "empty")
+	os.WriteFile(garbage, []byte("{not yaml: ["), 0o600)
+	os.WriteFile(empty, []byte("apiVersion: v1\nkind: Config\n"), 0o600)
+	for _, path := range []string{filepath.Join(dir, "missing"), garbage, empty} {
+		e := env{"POD_NAME": "bp-0", "KUBECONFIG": local, "ENABLE_CLUSTER_MANAGEMENT": "true", "CLUSTER_REGION": "eu",
+			"CLUSTER_KUBECONFIG": path, "DEADMAN_BINARY": "", "HEARTBEAT_FILE": filepath.Join(dir, "hb")}
+		err := run(context.Background(), []string{"run"}, e.lookup, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), `CLUSTER_KUBECONFIG="`+path+`"`) {
+			t.Errorf("%s: %v (exit %d); want exit 2 naming CLUSTER_KUBECONFIG and the file", filepath.Base(path), err, exitCode(err))
+		}
 	}
 }

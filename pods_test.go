@@ -99,7 +99,7 @@ func (c *cluster) start(name string, edit func(*testenv.PodSpec)) *testenv.Pod {
 }
 
 func (c *cluster) stop() {
-	if c.t.Failed() {
+	if c.t.Failed() || os.Getenv("FORGE_TEST_LOGS") != "" {
 		c.dumpLogs()
 	}
 	c.Close()
