@@ -241,7 +241,8 @@ type coordinator struct {
 	// candidacies (a failed read, or rounds as a standby). What it could
 	// not see it cannot call lapsed: the next list counts every candidacy
 	// as first seen then.
-	blind bool
+	blind   bool
+	refused string // the last refusal logged
 }
 
 // callContext bounds one call by the round's cutAt, on the injected clock.
@@ -362,15 +363,33 @@ func (c *coordinator) noteHold() {
 
 // firstInLine is rule 3's gate on taking the token: a release naming this
 // region (checked by the elector), or this region first among the live
-// candidates. Called by the elector only for a token it may take.
+// candidates. Called by the elector only for a token it may take; a
+// refusal is logged once per reason.
 func (c *coordinator) firstInLine() bool {
-	if c.unfit() != "" {
-		return false
+	why := c.refusal()
+	if why != c.refused && why != "" {
+		c.log.Info("not taking the forging token", "why", why)
 	}
-	if r := c.token.observed; r.holder == "" && r.successor == c.region {
-		return true
+	c.refused = why
+	return why == ""
+}
+
+// refusal says why this region does not take a free or expired token ("" if
+// it does).
+func (c *coordinator) refusal() string {
+	if u := c.unfit(); u != "" {
+		return u
 	}
-	return len(c.rank) > 0 && c.rank[0].region == c.region
+	r := c.token.observed
+	switch {
+	case r.holder == "" && r.successor == c.region:
+		return ""
+	case len(c.rank) == 0:
+		return "no candidacies read yet"
+	case c.rank[0].region != c.region:
+		return fmt.Sprintf("region %s ranks first (effective priority %d)", c.rank[0].region, c.rank[0].priority)
+	}
+	return ""
 }
 
 // successor is the region a holder hands over to (rule 4): better without

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -91,8 +90,8 @@ type region struct {
 type regionSet struct {
 	t     *testing.T
 	coord *testenv.ControlPlane
-	ns    string // CLUSTER_NAMESPACE
-	token string // the coordination ServiceAccount's
+	ns    string                // CLUSTER_NAMESPACE
+	co    *testenv.Coordination // on another API server; nil: the regions' own
 	by    map[string]*region
 	order []string
 	env   map[string]string
@@ -112,12 +111,12 @@ func newRegions(t *testing.T, separate bool, env map[string]string, regions ...*
 	shared := newTenant(t)
 	rs.coord, rs.ns = controlPlane(t), shared.Namespace
 	if separate {
-		rs.coord = extraPlane(t, "coordination")
-		ct, err := rs.coord.NewCoordination(context.Background(), ".", nsName("c", t))
+		var err error
+		rs.co, err = testenv.NewCoordinationOn(context.Background(), extraPlane(t, "coordination"), ".", nsName("c", t))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rs.ns, rs.token = ct.Namespace, ct.SAToken
+		rs.coord, rs.ns = rs.co.CP, rs.co.Namespace
 	} else if err := controlPlane(t).Apply(".", shared.Namespace, filepath.Join("deploy", "coordination")); err != nil {
 		t.Fatal(err)
 	}
@@ -147,14 +146,8 @@ func (rs *regionSet) add(r *region, cp *testenv.ControlPlane, tn *testenv.Tenant
 	for k, v := range rs.env {
 		tc.Env[k] = v
 	}
-	if rs.token != "" {
-		tc.Edit = func(name string, s *testenv.PodSpec) {
-			path := filepath.Join(tc.Base, name+"-coordination.kubeconfig")
-			if err := os.WriteFile(path, rs.coord.PodKubeconfig(s.Index, rs.token), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			s.Env["CLUSTER_KUBECONFIG"] = path
-		}
+	if rs.co != nil {
+		rs.co.Configure(tc)
 	}
 	r.cluster = &cluster{tc, t}
 	t.Cleanup(r.cluster.stop)
@@ -165,22 +158,30 @@ func (rs *regionSet) add(r *region, cp *testenv.ControlPlane, tn *testenv.Tenant
 	rs.order = append(rs.order, r.name)
 }
 
+func (rs *regionSet) group() testenv.Group {
+	var g testenv.Group
+	for _, name := range rs.order {
+		g = append(g, rs.by[name].Cluster)
+	}
+	return g
+}
+
 // intervals is every pod's forging record, in every region.
 func (rs *regionSet) intervals() []testenv.Interval {
-	var all []testenv.Interval
-	for _, name := range rs.order {
-		all = append(all, rs.by[name].intervals()...)
+	all, err := rs.group().Intervals()
+	if err != nil {
+		rs.t.Fatal(err)
 	}
 	return all
 }
 
 // forgers lists the forging pods now, in every region.
 func (rs *regionSet) forgers() []string {
+	open, _ := rs.group().Forging()
 	var out []string
-	for _, name := range rs.order {
-		out = append(out, rs.by[name].forgers()...)
+	for _, iv := range open {
+		out = append(out, iv.Pod)
 	}
-	sort.Strings(out)
 	return out
 }
 

@@ -8,7 +8,9 @@
 //   - unplanned failover (leader pod killed until the new node forges) and
 //     planned handover (SIGTERM until the new node forges), each -runs times,
 //     with the overlap check over every run;
-//   - init's wall time and peak memory.
+//   - init's wall time and peak memory;
+//   - across regions (regions.go): the coordination server's load,
+//     cross-region failover and planned region handover.
 //
 // It prints Markdown tables. Medians and worst cases, never single runs: the
 // machine is shared and noisy.
@@ -105,8 +107,10 @@ func run(ctx context.Context) error {
 	fmt.Printf("| unplanned: leader pod killed -> new node forging | %d | %s | %s | 18s (LEASE_DURATION + RETRY_PERIOD + 1s) | %d |\n", len(unplanned), sec(median(unplanned)), sec(worst(unplanned)), overlaps)
 	fmt.Printf("| planned: SIGTERM -> new node forging | %d | %s | %s | 3s | %d |\n\n", len(planned), sec(median(planned)), sec(worst(planned)), overlaps)
 	fmt.Printf("Peak resident memory of a sidecar through all failovers and handovers: %.1f MiB\n\n", float64(max(peak1, peak2))/(1<<20))
-	fmt.Printf("Forging intervals checked for overlap: %d, overlaps: %d\n", len(all), overlaps)
-	return nil
+	fmt.Printf("Forging intervals checked for overlap: %d, overlaps: %d\n\n", len(all), overlaps)
+	c.Close()
+	cp.Stop()
+	return benchRegions(ctx, fm, node)
 }
 
 // settled waits for exactly one stable forger.

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -205,30 +204,10 @@ func (c *Cluster) Close() {
 }
 
 // Intervals reads every pod's forging record, live and retired.
-func (c *Cluster) Intervals() ([]Interval, error) {
-	var all []Interval
-	for _, p := range c.All() {
-		iv, err := ForgingIntervals(p.Spec.Name, p.Record())
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, iv...)
-	}
-	return all, nil
-}
+func (c *Cluster) Intervals() ([]Interval, error) { return Group{c}.Intervals() }
 
 // Forging returns the intervals still open: the nodes forging now.
-func (c *Cluster) Forging() ([]Interval, error) {
-	all, err := c.Intervals()
-	var open []Interval
-	for _, iv := range all {
-		if iv.End == 0 {
-			open = append(open, iv)
-		}
-	}
-	sort.Slice(open, func(i, j int) bool { return open[i].Pod < open[j].Pod })
-	return open, err
-}
+func (c *Cluster) Forging() ([]Interval, error) { return Group{c}.Forging() }
 
 // Overlaps returns every pair of intervals of different pods that share an
 // instant: two nodes forging at once.
@@ -255,29 +234,7 @@ func Overlaps(all []Interval) []string {
 // it returns that pod and how long after since (CLOCK_MONOTONIC) its
 // forging began (0 if it was forging already).
 func (c *Cluster) Settled(ctx context.Context, since int64, hold time.Duration) (string, time.Duration, error) {
-	var cand Interval
-	var candSince time.Time
-	for {
-		open, err := c.Forging()
-		if err != nil {
-			return "", 0, err
-		}
-		if len(open) == 1 {
-			if open[0] != cand {
-				cand, candSince = open[0], time.Now()
-			}
-			if time.Since(candSince) >= hold {
-				return cand.Pod, max(time.Duration(cand.Start-since), 0), nil
-			}
-		} else {
-			cand = Interval{}
-		}
-		select {
-		case <-ctx.Done():
-			return "", 0, fmt.Errorf("no single stable forger: forging now %v: %w", open, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return Group{c}.Settled(ctx, since, hold)
 }
 
 // Get fetches a path of a pod's forge-manager HTTP endpoint.
