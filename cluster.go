@@ -204,11 +204,14 @@ func candidacyOf(l *coordinationv1.Lease) (c candidate, live bool, err error) {
 	return c, true, nil
 }
 
-// sighting is when a candidacy's record was first seen as it is: liveness
-// by observation on the local clock, as for a Lease (lease.go rule 1).
+// sighting is how long a candidacy's record has been seen unchanged:
+// liveness by observation on the local clock, as for a Lease (lease.go
+// rule 1), counting only time between successful reads. What this replica
+// could not see (a failed read, rounds as a standby) it cannot call lapsed.
 type sighting struct {
 	version string
-	at      time.Time
+	credit  time.Duration // seen unchanged this long
+	at      time.Time     // the last read that saw it
 	lease   time.Duration // the longer of ours and the record's duration
 }
 
@@ -222,6 +225,8 @@ type coordinator struct {
 	region string
 	token  *elector
 	api    clusterAPI
+	// mineName is this region's candidacy Lease.
+	mineName string
 
 	seen     map[string]sighting  // candidacies by name
 	better   map[string]time.Time // rule 4: since when each region has been better without a break
@@ -397,8 +402,8 @@ func (c *coordinator) refusal() string {
 // CLUSTER_MIN_HOLD. "" if none.
 func (c *coordinator) successor() string {
 	now := c.now()
-	if c.heldFrom.IsZero() || now.Sub(c.heldFrom) < c.tm.minHold {
-		return ""
+	if c.viewErr != nil || c.heldFrom.IsZero() || now.Sub(c.heldFrom) < c.tm.minHold {
+		return "" // only on a view read this round: a stale one may name a region gone since
 	}
 	for _, k := range c.rank {
 		if since, ok := c.better[k.region]; ok && now.Sub(since) >= c.tm.preempt {
@@ -449,27 +454,25 @@ func (c *coordinator) readView(ctx context.Context, h healthView) error {
 }
 
 // observe notes each candidacy's record on the local clock and ranks the
-// live ones with this region's own entry (fresh, not read back).
+// live ones with this region's own entry (fresh, not read back). Our own
+// record is not parsed: it is ours to overwrite.
 func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 	var rank []candidate
 	present := map[string]bool{}
 	for i := range list {
 		l := &list[i]
 		present[l.Name] = true
-		if s, ok := c.seen[l.Name]; !ok || s.version != l.ResourceVersion || c.blind {
-			c.seen[l.Name] = sighting{version: l.ResourceVersion, at: t,
-				lease: max(c.tm.lease, time.Duration(derefInt(l.Spec.LeaseDurationSeconds))*time.Second)}
+		s := c.sight(l, t)
+		if l.Name == c.mineName {
+			c.mine = l.DeepCopy()
+			continue
 		}
 		k, live, err := candidacyOf(l)
 		if err != nil {
 			c.rank = nil
 			return err
 		}
-		if k.region == c.region {
-			c.mine = l.DeepCopy()
-			continue
-		}
-		if s := c.seen[l.Name]; live && t.Sub(s.at) < s.lease {
+		if live && s.credit < s.lease {
 			rank = append(rank, k)
 		}
 	}
@@ -486,6 +489,23 @@ func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 	c.rank = rank
 	c.trackBetter(t)
 	return nil
+}
+
+// sight updates l's sighting at t: unchanged, it gains the time since the
+// last read, unless this replica was blind since.
+func (c *coordinator) sight(l *coordinationv1.Lease, t time.Time) sighting {
+	s, ok := c.seen[l.Name]
+	switch {
+	case !ok || s.version != l.ResourceVersion:
+		s = sighting{version: l.ResourceVersion}
+	case !c.blind:
+		s.credit += t.Sub(s.at)
+	}
+	s.at = t
+	s.lease = max(c.tm.lease, time.Duration(derefInt(l.Spec.LeaseDurationSeconds))*time.Second)
+	c.token.longest = max(c.token.longest, s.lease) // a missing token is waited out as long as any region's holder counts on
+	c.seen[l.Name] = s
+	return s
 }
 
 // trackBetter keeps, for every live region ranked ahead of this one, since

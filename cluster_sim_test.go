@@ -207,6 +207,7 @@ func (w *world) wireCluster(r *replica) {
 	}
 	token := newElector(r.cl.token, c.Region+"/"+r.name+"_uid", c.clusterTiming().timing, w.clock.now)
 	r.s.cl = newCoordinator(c.clusterTiming(), c.Region, token, r.cl.coord, r.s.log, w.clock.now, w.clock.now)
+	r.s.cl.mineName = r.cl.coord.candidacy
 }
 
 // cut cuts r off from the coordination server, or reconnects it. Its

@@ -545,3 +545,62 @@ func TestCluster17OutageDoesNotBounceTheLead(t *testing.T) {
 	w.onlyForger(a.name)
 	w.noOverlap()
 }
+
+// TestCluster18DisableBeforeTheRound: the forging holder's local API and
+// its coordination server both hang. The local renew runs into the fence;
+// the node is disabled before the coordinator round makes any call
+// (invariant 1), not after it.
+func TestCluster18DisableBeforeTheRound(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.api.down = true
+	a.hangOn()
+	var early []string
+	watch := func(ctx context.Context, op string) {
+		now := w.clock.now()
+		f := a.s.facts(now)
+		if st := a.s.node.n.state; f.held && !f.leading && st != stateDisabling && st != stateOff && a.node.on {
+			early = append(early, fmt.Sprintf("%s at %s with the node %s", op, now, st))
+		}
+	}
+	a.cl.coord.check, a.cl.token.check = watch, watch
+	w.runUntil(30*time.Second, "eu-0 stopped", func() bool { return !a.node.on })
+	if len(early) > 0 {
+		t.Errorf("coordination calls past the fence before the disable: %v", early)
+	}
+}
+
+// TestCluster19MissingTokenWaitsTheLongestRegion: regions configured with
+// different token timing. eu holds with CLUSTER_LEASE_DURATION 30s and is
+// cut off; the token is deleted. us, at 20s, waits the missing token out
+// for the longest duration any region's candidacy says, not its own.
+func TestCluster19MissingTokenWaitsTheLongestRegion(t *testing.T) {
+	w := newWorld(t)
+	w.addIn("us", "us-0", 200)
+	slow := []string{"CLUSTER_LEASE_DURATION", "30s", "CLUSTER_RENEW_DEADLINE", "25s"}
+	a := w.addIn("eu", "eu-0", 100, slow...)
+	w.settleIn("eu", 90*time.Second)
+	w.run(5 * time.Second)
+	a.cut(true)
+	w.cluster.token.delete()
+	w.run(time.Minute)
+	w.noOverlap()
+}
+
+// TestCluster20LocalLeaseLostKeepsTheRegion: the forging pod loses its
+// local API server only (the coordination server is fine): it fences,
+// and its release of the token names no other region, so its region's
+// next local leader takes it and the other region never forges.
+func TestCluster20LocalLeaseLostKeepsTheRegion(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.api.refuse = fmt.Errorf("update lease: %w", context.DeadlineExceeded)
+	w.settleIn("eu", time.Minute)
+	w.run(time.Minute)
+	for _, r := range w.region("us") {
+		if r.node.forgedOnce() {
+			t.Errorf("%s forged: losing a local Lease moved the lead out of the region", r.name)
+		}
+	}
+	w.noOverlap()
+}

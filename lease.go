@@ -215,6 +215,14 @@ type elector struct {
 	successor string
 	mayTake   func() bool
 	cutAt     time.Time // no call runs past it (the loop's apiLimit); zero for none
+	// adopt: the previous sidecar process of this pod led (its heartbeat
+	// says so), so a record naming us is ours to renew at once.
+	adopt bool
+	// longest is the longest lease duration this replica knows a holder may
+	// count on: records seen, and for the token every region's candidacy
+	// (regions may be configured apart). A missing Lease is waited out
+	// this long (rule 2).
+	longest time.Duration
 }
 
 // leaseRecord is what rule 1 compares.
@@ -340,7 +348,11 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		return nil
 	case leading && !e.now().Before(e.fence()):
 		return nil // past the deadline: the loop disables before any other call
-	case deref(l.Spec.HolderIdentity) == e.identity:
+	case deref(l.Spec.HolderIdentity) == e.identity && (leading || e.adopt):
+		// Our own record: renewed at once only while this process leads,
+		// or its predecessor in this pod did (adopt). Any other record
+		// naming us (an etcd restore, a takeover whose reply was lost) is
+		// waited out like anyone's: another replica may lead now.
 		return e.write(ctx, start, e.renewed(start))
 	case !e.expired(e.now()) || !e.taking():
 		return nil
@@ -368,7 +380,7 @@ func (e *elector) mayRecreate(leading bool) bool {
 // wait is how long the observed record must stay unchanged: never less than
 // our own LEASE_DURATION, whatever the record says (rule 1).
 func (e *elector) wait() time.Duration {
-	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second)
+	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second, e.longest)
 }
 
 // expired tells whether the observed record may be taken at t: released by
@@ -431,7 +443,7 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 	r := recordOf(l)
 	e.note(r, t)
 	uid, tr := string(l.UID), derefInt(l.Spec.LeaseTransitions)
-	if v, err := strconv.ParseInt(l.Annotations[ratchetKey], 10, 32); err == nil && e.successor != "" {
+	if v, err := strconv.ParseInt(l.Annotations[ratchetKey], 10, 32); err == nil && e.successor != "" && v < 1<<30 {
 		tr = max(tr, int32(v)) // the token's ratchet: an epoch some holder saw (cluster.go rule 6)
 	}
 	e.maxSeen[uid] = max(e.maxSeen[uid], tr)
@@ -458,6 +470,7 @@ func (e *elector) note(r leaseRecord, t time.Time) {
 	if r != e.observed || e.observedAt.IsZero() {
 		e.observed, e.observedAt = r, t
 	}
+	e.longest = max(e.longest, time.Duration(r.duration)*time.Second)
 	if r.holder != "" {
 		e.lastHolder = r.holder
 	}
@@ -466,7 +479,9 @@ func (e *elector) note(r leaseRecord, t time.Time) {
 // create makes the Lease with us as holder; after a deletion the count goes
 // on from the highest seen (rule 6).
 func (e *elector) create(ctx context.Context, start time.Time) error {
-	l := &coordinationv1.Lease{Spec: e.takeover(start).Spec}
+	t := e.takeover(start)
+	l := &coordinationv1.Lease{Spec: t.Spec}
+	l.Annotations = t.Annotations
 	if !e.seenAny {
 		l.Spec.LeaseTransitions = ptr(int32(0))
 	}

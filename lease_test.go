@@ -478,6 +478,7 @@ func TestInvariant3IdentityIsPodIncarnation(t *testing.T) {
 		t.Fatal("a recreated pod with the same name took its predecessor's live Lease")
 	}
 	restarted := newElector(api, a.identity, defaultTiming, clock.now)
+	restarted.adopt = true // its predecessor's heartbeat says it led
 	stepOK(t, restarted, false) // not eligible: it reads only
 	if restarted.facts(clock.now()).leading {
 		t.Error("a restarted sidecar of the holder leads before renewing")
@@ -485,6 +486,37 @@ func TestInvariant3IdentityIsPodIncarnation(t *testing.T) {
 	stepOK(t, restarted, true)
 	if !leadingNow(restarted) {
 		t.Error("a restarted sidecar of the holding pod did not resume its Lease")
+	}
+}
+
+// TestInvariant2OwnRecordIsNotProofOfLeading: a record naming this replica
+// that it does not hold now (an etcd restore of the coordination server
+// brought back a token it handed over long ago; a takeover whose reply was
+// lost), with no predecessor that led, is waited out like anyone's:
+// another replica may be leading. Renewed at once, two would forge.
+func TestInvariant2OwnRecordIsNotProofOfLeading(t *testing.T) {
+	api, clock, a, _ := established(t)
+	old := api.l.DeepCopy() // the snapshot: a holds
+	b := newElector(api, "bp-1_uid", defaultTiming, clock.now)
+	stepOK(t, b, true) // sees a hold
+	if err := a.release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(defaultTiming.retry)
+	stepOK(t, b, true)
+	if !leadingNow(b) {
+		t.Fatal("b did not take the released Lease")
+	}
+	api.edit(func(l *coordinationv1.Lease) { l.Spec = old.Spec }) // the restore
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)
+	if leadingNow(a) {
+		t.Fatal("a renewed a restored record naming it while b leads")
+	}
+	clock.advance(defaultTiming.lease)
+	stepOK(t, a, true)
+	if !leadingNow(a) {
+		t.Error("a did not take the record over after LEASE_DURATION")
 	}
 }
 

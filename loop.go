@@ -95,6 +95,11 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 		s.elect(ctx, now, why == "")
 	}
 	if s.cl != nil && s.cl.due(s.now()) {
+		// The election step may have run into a deadline: disable first,
+		// before the round's calls (invariant 1).
+		if now := s.now(); !s.facts(now).leading {
+			s.reconcile(ctx, now, s.facts(now), why)
+		}
 		s.coordinate(ctx, why)
 	}
 	// The leadership facts, once, for every decision of the pass; the
@@ -112,6 +117,7 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 func (s *sidecar) elect(ctx context.Context, now time.Time, eligible bool) {
 	cctx, cancel := s.apiContext(ctx, s.facts(now))
 	defer cancel()
+	s.el.adopt = s.inherit.active && s.inherit.leading
 	err := s.el.step(cctx, eligible)
 	if err != nil {
 		s.m.apiError(apiOp(err))
@@ -128,6 +134,7 @@ func (s *sidecar) coordinate(ctx context.Context, why string) {
 	now := s.now()
 	in := clusterInput{leader: s.el.leadingAt(now), why: why, health: s.health.view(), forging: s.forgingConfirmed(),
 		pod: s.names.pod, cutAt: s.apiLimit(s.facts(now))}
+	s.cl.token.adopt = s.inherit.active && s.inherit.leading
 	err := s.cl.step(ctx, in)
 	if err != nil {
 		s.m.apiError(apiOp(err))
@@ -337,7 +344,9 @@ func (s *sidecar) release(ctx context.Context, now time.Time, f leadership, why 
 	r := s.releasing(now, why)
 	if r&releaseToken != 0 {
 		because := firstOf(why, s.clusterWhy(), "no longer this region's local leader")
-		heir, err := s.cl.release(ctx, why != "")
+		// A reason of this replica's own (or the local Lease lost) names no
+		// successor: the region's next local leader may take it at once.
+		heir, err := s.cl.release(ctx, why != "" || !s.el.leadingAt(now))
 		if err != nil {
 			s.m.apiError(apiOp(err))
 			s.log.Warn("could not release the forging token; it will expire", "err", err)

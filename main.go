@@ -257,7 +257,9 @@ func wireCluster(c *config, tn tenant, identity string, rc *rest.Config, log *sl
 	}
 	log.Info("cluster-wide coordination", "coordination_server", rc.Host, "namespace", c.ClusterNamespace,
 		"token", tn.Token, "candidacy", tn.Candidacy, "forge_cluster", tn.Cluster)
-	return newCoordinator(c.clusterTiming(), c.Region, token, api, log, now, time.Now), nil
+	co := newCoordinator(c.clusterTiming(), c.Region, token, api, log, now, time.Now)
+	co.mineName = tn.Candidacy
+	return co, nil
 }
 
 // newSidecar builds the sidecar from the configuration: the one place that

@@ -294,8 +294,20 @@ muts = [
   "	f.held = a.held && b.held", "	f.held = a.held",
   "TestClusterLeadershipAnd"),
  ("a blind view calls candidacies lapsed", "cluster.go",
-  "!ok || s.version != l.ResourceVersion || c.blind {", "!ok || s.version != l.ResourceVersion {",
+  "	case !c.blind:\n		s.credit += t.Sub(s.at)", "	default:\n		s.credit += t.Sub(s.at)",
   "TestCluster17OutageDoesNotBounceTheLead"),
+ ("the round runs before the disable after a fence met in the election step", "loop.go",
+  "		if now := s.now(); !s.facts(now).leading {\n			s.reconcile(ctx, now, s.facts(now), why)\n		}", "",
+  "TestCluster18DisableBeforeTheRound"),
+ ("a record naming us is renewed at once", "lease.go",
+  "	case deref(l.Spec.HolderIdentity) == e.identity && (leading || e.adopt):", "	case deref(l.Spec.HolderIdentity) == e.identity:",
+  "TestInvariant2OwnRecordIsNotProofOfLeading"),
+ ("a missing token waited out with our own duration only", "lease.go",
+  "	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second, e.longest)", "	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second)",
+  "TestCluster19MissingTokenWaitsTheLongestRegion"),
+ ("losing the local Lease hands the token to another region", "loop.go",
+  "		heir, err := s.cl.release(ctx, why != \"\" || !s.el.leadingAt(now))", "		heir, err := s.cl.release(ctx, why != \"\")",
+  "TestCluster20LocalLeaseLostKeepsTheRegion"),
 
 ]
 
