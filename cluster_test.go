@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
 )
 
 // regions is eu (priority 100) and us (200), two replicas each, settled
@@ -546,44 +548,49 @@ func TestCluster17OutageDoesNotBounceTheLead(t *testing.T) {
 	w.noOverlap()
 }
 
-// TestCluster18DisableBeforeTheRound: the forging holder's local API and
-// its coordination server both hang. The local renew runs into the fence;
-// the node is disabled before the coordinator round makes any call
-// (invariant 1), not after it.
+// TestCluster18DisableBeforeTheRound: the forging holder's local API
+// hangs. A local renew runs into the fence; the node is disabled before the
+// coordinator round that follows makes any call (invariant 1), not after.
+// The outage starts at ten phases against the replica's rounds.
 func TestCluster18DisableBeforeTheRound(t *testing.T) {
-	w := regions(t)
-	a := forgerIn(w, "eu")
-	a.api.down = true
-	a.hangOn()
-	var early []string
-	watch := func(ctx context.Context, op string) {
-		now := w.clock.now()
-		f := a.s.facts(now)
-		if st := a.s.node.n.state; f.held && !f.leading && st != stateDisabling && st != stateOff && a.node.on {
-			early = append(early, fmt.Sprintf("%s at %s with the node %s", op, now, st))
+	for phase := range 10 {
+		w := regions(t)
+		w.run(time.Duration(phase) * 200 * time.Millisecond)
+		a := forgerIn(w, "eu")
+		a.api.down, a.api.overrun = true, time.Millisecond
+		var early []string
+		watch := func(ctx context.Context, op string) {
+			now := w.clock.now()
+			f := a.s.facts(now)
+			if st := a.s.node.n.state; f.held && !f.leading && st != stateDisabling && st != stateOff && a.node.on {
+				early = append(early, fmt.Sprintf("%s at %s with the node %s", op, now, st))
+			}
 		}
-	}
-	a.cl.coord.check, a.cl.token.check = watch, watch
-	w.runUntil(30*time.Second, "eu-0 stopped", func() bool { return !a.node.on })
-	if len(early) > 0 {
-		t.Errorf("coordination calls past the fence before the disable: %v", early)
+		a.cl.coord.check, a.cl.token.check = watch, watch
+		w.runUntil(30*time.Second, "eu-0 stopped", func() bool { return !a.node.on })
+		if len(early) > 0 {
+			t.Errorf("phase %d: coordination calls past the fence before the disable: %v", phase, early)
+		}
 	}
 }
 
 // TestCluster19MissingTokenWaitsTheLongestRegion: regions configured with
 // different token timing. eu holds with CLUSTER_LEASE_DURATION 30s and is
-// cut off; the token is deleted. us, at 20s, waits the missing token out
-// for the longest duration any region's candidacy says, not its own.
+// cut off, and the token is deleted; us ranks first (a better priority,
+// inside the hysteresis) and takes a missing token once it has been
+// missing for the longest duration any region's candidacy says, not its
+// own 20s: eu forges until its deadline, 25s after its last renew.
 func TestCluster19MissingTokenWaitsTheLongestRegion(t *testing.T) {
 	w := newWorld(t)
-	w.addIn("us", "us-0", 200)
 	slow := []string{"CLUSTER_LEASE_DURATION", "30s", "CLUSTER_RENEW_DEADLINE", "25s"}
 	a := w.addIn("eu", "eu-0", 100, slow...)
 	w.settleIn("eu", 90*time.Second)
-	w.run(5 * time.Second)
+	w.addIn("us", "us-0", 50)
+	w.run(20 * time.Second) // us is up, and better, for less than CLUSTER_PREEMPT_DELAY
+	w.onlyForger(a.name)
 	a.cut(true)
 	w.cluster.token.delete()
-	w.run(time.Minute)
+	w.settleIn("us", time.Minute)
 	w.noOverlap()
 }
 
@@ -600,6 +607,28 @@ func TestCluster20LocalLeaseLostKeepsTheRegion(t *testing.T) {
 	for _, r := range w.region("us") {
 		if r.node.forgedOnce() {
 			t.Errorf("%s forged: losing a local Lease moved the lead out of the region", r.name)
+		}
+	}
+	w.noOverlap()
+}
+
+// TestCluster21BadCandidacyIsRepaired: an annotation the program would not
+// write on a region's candidacy (a hand edit): the other regions are in
+// doubt (not eligible, rule 7), and the owner, which never parses its own
+// record, overwrites it at its next round; the holder keeps forging.
+func TestCluster21BadCandidacyIsRepaired(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	w.cluster.candidacy("cardano-candidate-mainnet-eu").edit(func(l *coordinationv1.Lease) { l.Annotations[annState] = "Bogus" })
+	w.run(10 * time.Second)
+	w.onlyForger(a.name)
+	l, _ := w.cluster.candidacy("cardano-candidate-mainnet-eu").get(context.Background())
+	if l.Annotations[annState] != forgePriorityBased {
+		t.Errorf("eu's candidacy says %q; want it repaired", l.Annotations[annState])
+	}
+	for _, r := range w.region("us") {
+		if v := r.s.board.load().Cluster; v.LocalLeader && v.Reason != "" {
+			t.Errorf("%s still in doubt after the repair: %s", r.name, v.Reason)
 		}
 	}
 	w.noOverlap()

@@ -478,7 +478,7 @@ func TestInvariant3IdentityIsPodIncarnation(t *testing.T) {
 		t.Fatal("a recreated pod with the same name took its predecessor's live Lease")
 	}
 	restarted := newElector(api, a.identity, defaultTiming, clock.now)
-	restarted.adopt = true // its predecessor's heartbeat says it led
+	restarted.adopt = true      // its predecessor's heartbeat says it led
 	stepOK(t, restarted, false) // not eligible: it reads only
 	if restarted.facts(clock.now()).leading {
 		t.Error("a restarted sidecar of the holder leads before renewing")

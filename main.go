@@ -202,6 +202,8 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	for _, n := range c.notices {
 		log.Warn("configuration notice", "notice", n)
 	}
+	other := otherElection(c)
+	warnOtherElection(ctx, &kubeLeases{rc: client, namespace: c.Namespace, name: other}, other, c.APITimeout, log)
 	srv, err := listen(c.MetricsPort, newStatusServer(s.board, s.m.write, s.now, c.LeaseDuration))
 	if err != nil {
 		return err
@@ -215,6 +217,34 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	srv.Close()
 	wg.Wait()
 	return err
+}
+
+// otherElection is the Lease this pool's replicas use with cluster
+// management the other way round (SPEC 7: turning it on or off is a
+// migration): with it on, the plain local Lease; off, the forging token in
+// this namespace (its one-API-server default).
+func otherElection(c *config) string {
+	flipped := *c
+	flipped.ClusterManagement = !c.ClusterManagement
+	if c.ClusterManagement {
+		return resolveTenant(&flipped).Lease
+	}
+	return resolveTenant(c).Token
+}
+
+// warnOtherElection says so when a held Lease of this pool exists under the
+// other name: replicas configured the other way may be running their own
+// election, and then two forge. A look once at start; no answer is no
+// warning.
+func warnOtherElection(ctx context.Context, api leaseAPI, name string, timeout time.Duration, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	l, err := api.get(ctx)
+	if err != nil || deref(l.Spec.HolderIdentity) == "" {
+		return
+	}
+	log.Warn("a forge-manager Lease of this pool is held under another name: replicas with ENABLE_CLUSTER_MANAGEMENT set the other way may be running their own election, and then two forge. Stop their forging first (docs/regions.md, migration)",
+		"lease", name, "holder", deref(l.Spec.HolderIdentity))
 }
 
 // leaderObjectOf is the tenant's CardanoLeader.

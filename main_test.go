@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
 )
 
 func TestSubcommands(t *testing.T) {
@@ -65,5 +69,36 @@ func TestClusterKubeconfigErrors(t *testing.T) {
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), `CLUSTER_KUBECONFIG="`+path+`"`) {
 			t.Errorf("%s: %v (exit %d); want exit 2 naming CLUSTER_KUBECONFIG and the file", filepath.Base(path), err, exitCode(err))
 		}
+	}
+}
+
+// TestWarnOtherElection: a held Lease of this pool under the name the other
+// setting of ENABLE_CLUSTER_MANAGEMENT uses is warned about (a migration in
+// progress would run two elections); none, or a released one, is not.
+func TestWarnOtherElection(t *testing.T) {
+	c, _ := loadConfig(runEnv("POOL_ID", "p1", "ENABLE_CLUSTER_MANAGEMENT", "true", "CLUSTER_REGION", "eu").lookup, "run")
+	if got := otherElection(c); got != "cardano-leader-mainnet-p1" {
+		t.Errorf("with cluster management the other election is %q; want the plain Lease", got)
+	}
+	off, _ := loadConfig(runEnv("POOL_ID", "p1").lookup, "run")
+	if got := otherElection(off); got != "cardano-forge-mainnet-p1" {
+		t.Errorf("without cluster management the other election is %q; want the token", got)
+	}
+	for _, tc := range []struct {
+		holder string
+		warn   bool
+	}{{"bp-0_uid", true}, {"", false}} {
+		m := &memLeases{}
+		m.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: &tc.holder}})
+		var b bytes.Buffer
+		warnOtherElection(context.Background(), m, "cardano-leader-mainnet-p1", time.Second, slog.New(slog.NewJSONHandler(&b, nil)))
+		if got := strings.Contains(b.String(), "held under another name"); got != tc.warn {
+			t.Errorf("holder %q: warned %v; want %v (%s)", tc.holder, got, tc.warn, b.String())
+		}
+	}
+	var b bytes.Buffer
+	warnOtherElection(context.Background(), &memLeases{}, "x", time.Second, slog.New(slog.NewJSONHandler(&b, nil)))
+	if b.Len() != 0 {
+		t.Errorf("no Lease: %s", b.String())
 	}
 }

@@ -260,6 +260,9 @@ type flakyLeases struct {
 	lag    time.Duration // every write takes this long
 	slow   time.Duration // every call takes this long, cut by its context
 	check  func(ctx context.Context, op string)
+	// overrun: a call cut at its deadline returns this much later, as a real
+	// one does (the timer fires, then the caller is scheduled).
+	overrun time.Duration
 	// lose makes the next call of that op land on the server with its
 	// answer lost: the caller times out.
 	lose  string
@@ -282,7 +285,7 @@ func (f *flakyLeases) through(ctx context.Context, op string) error {
 		return nil
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		f.clock.advance(max(time.Until(dl), 0))
+		f.clock.advance(max(time.Until(dl), 0) + f.overrun)
 	}
 	return fmt.Errorf("%s lease: %w", op, context.DeadlineExceeded)
 }
