@@ -633,3 +633,27 @@ func TestCluster21BadCandidacyIsRepaired(t *testing.T) {
 	}
 	w.noOverlap()
 }
+
+// TestClusterReleaseNamesTheSuccessor: a token released naming a region
+// (a planned handover, rule 4) is taken at once only by that region; any
+// other waits a full CLUSTER_LEASE_DURATION like for an unreleased token.
+func TestClusterReleaseNamesTheSuccessor(t *testing.T) {
+	api, clock, a, _ := established(t)
+	a.successor = "us"
+	named, other := newElector(api, "eu/eu-0_uid", defaultTiming, clock.now), newElector(api, "ap/ap-0_uid", defaultTiming, clock.now)
+	named.successor, other.successor = "eu", "ap"
+	stepOK(t, named, true)
+	stepOK(t, other, true) // both saw a hold it
+	if err := a.releaseTo(context.Background(), "eu"); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(defaultTiming.retry)
+	stepOK(t, other, true)
+	if leadingNow(other) {
+		t.Fatal("a region the release does not name took the token at once")
+	}
+	stepOK(t, named, true)
+	if !leadingNow(named) {
+		t.Error("the named successor did not take the released token at once")
+	}
+}

@@ -262,8 +262,10 @@ func nsName(prefix string, t *testing.T) string {
 	return strings.Trim(truncate(fmt.Sprintf("%s%d-%s", prefix, nsSeq.Add(1), foldDNS(t.Name())), 50), "-")
 }
 
-func regionsReport(scenario string, took, bound time.Duration, overlaps int) {
-	fmt.Printf("REGIONS | %s | %s | %s | %d |\n", scenario, took.Round(10*time.Millisecond), bound, overlaps)
+// regionsReport prints one row of the README's table: the scenario, the
+// time measured, and the bound it is held to.
+func regionsReport(scenario string, took time.Duration, bound string) {
+	fmt.Printf("REGIONS | %s | %s | %s |\n", scenario, took.Round(10*time.Millisecond), bound)
 }
 
 // twoRegions is eu (priority 100, its own API server) and us (200, its
@@ -298,7 +300,7 @@ func TestRegionsFailoverAndReturn(t *testing.T) {
 	}
 	from := testenv.Monotonic() // the region is lost once its last pod is dead
 	_, took := rs.settledIn("us", from, regionLost+settle+10*time.Second)
-	regionsReport("region lost (both pods killed)", took, regionLost, 0)
+	regionsReport("region lost (both pods killed): the other region forges", took, "≤ "+regionLost.String()+" (CLUSTER_LEASE_DURATION + CLUSTER_RETRY_PERIOD + 1s)")
 	if took > regionLost {
 		t.Errorf("the other region forged %s after the region was lost; bound %s", took, regionLost)
 	}
@@ -308,7 +310,7 @@ func TestRegionsFailoverAndReturn(t *testing.T) {
 	}
 	back := testenv.Monotonic()
 	_, took = rs.settledIn("eu", back, cMinHold+cPreempt+regionLost+settle+20*time.Second)
-	regionsReport("better region back: lead returns after the hysteresis", took, cPreempt, 0)
+	regionsReport("the better region back: the lead returns", took, "≥ "+cPreempt.String()+" (CLUSTER_PREEMPT_DELAY, after the returning pods' own election)")
 	if returned := time.Duration(back-held) + took; took < cPreempt || returned < cMinHold {
 		t.Errorf("the lead returned %s after eu came back (%s after us took it); want at least CLUSTER_PREEMPT_DELAY %s and CLUSTER_MIN_HOLD %s",
 			took, returned, cPreempt, cMinHold)
@@ -325,7 +327,7 @@ func TestRegionsLocalFailoverStaysInTheRegion(t *testing.T) {
 	from := testenv.Monotonic()
 	eu.Kill(forger)
 	_, took := rs.settledIn("eu", from, max(lease, cLease)+retry+settle+10*time.Second)
-	regionsReport("forging pod killed: its region keeps the lead", took, max(lease, cLease)+retry+time.Second, 0)
+	regionsReport("forging pod killed: its region keeps the lead", took, "≤ "+(max(lease, cLease)+retry+time.Second).String()+" (the longer lease duration + RETRY_PERIOD + 1s); the other region never forges")
 	for _, iv := range rs.intervals() {
 		if strings.HasPrefix(iv.Pod, "us-") {
 			t.Errorf("%s forged during a local failover in eu", iv.Pod)
@@ -348,7 +350,7 @@ func TestRegionsPlannedMoves(t *testing.T) {
 			to = "us"
 		}
 		_, took := rs.settledIn(to, from, hi+settle+10*time.Second)
-		regionsReport(what, took, hi, 0)
+		regionsReport(what, took, lo.String()+" to "+hi.String())
 		if took < lo || took > hi {
 			t.Errorf("%s: forging moved after %s; want within %s..%s", what, took, lo, hi)
 		}
@@ -377,7 +379,7 @@ func TestRegionsCoordinationServerStopped(t *testing.T) {
 	rs.coord.StopAPIServer()
 	eventually(t, cRenew+5*time.Second, "nobody forging", func() bool { return len(rs.forgers()) == 0 })
 	stopped := time.Duration(testenv.Monotonic() - from)
-	regionsReport("coordination server stopped: forging stops", stopped, cRenew+time.Second, 0)
+	regionsReport("coordination server stopped: nobody forges", stopped, "≤ "+(cRenew+time.Second).String()+" (CLUSTER_RENEW_DEADLINE + 1s)")
 	if stopped > cRenew+time.Second {
 		t.Errorf("forging stopped %s after the coordination server; want within CLUSTER_RENEW_DEADLINE + 1s", stopped)
 	}
@@ -395,8 +397,8 @@ func TestRegionsCoordinationServerStopped(t *testing.T) {
 	_, took := rs.settledIn("eu", restart, regionLost+settle+20*time.Second)
 	// The last holder renews its own token at its first round: within a
 	// CLUSTER_RETRY_PERIOD and an enable of the server answering.
-	regionsReport(fmt.Sprintf("coordination server restarted: the same region forges again (server ready after %s)", ready.Round(100*time.Millisecond)),
-		took, ready+cRetry+time.Second, 0)
+	regionsReport("coordination server restarted: the same region forges again", took,
+		fmt.Sprintf("≤ %s (the server ready after %s, + CLUSTER_RETRY_PERIOD + 1s)", (ready+cRetry+time.Second).Round(100*time.Millisecond), ready.Round(100*time.Millisecond)))
 	if took > ready+cRetry+time.Second {
 		t.Errorf("forging resumed %s after the restart began, the server ready after %s; want within CLUSTER_RETRY_PERIOD + 1s of that", took, ready)
 	}
@@ -416,7 +418,7 @@ func TestRegionsRegionCutOff(t *testing.T) {
 		}
 	}
 	_, took := rs.settledIn("us", from, regionLost+settle+10*time.Second)
-	regionsReport("forging region cut off", took, regionLost, 0)
+	regionsReport("forging region cut off (link down): the other region forges", took, "≤ "+regionLost.String()+"; the cut region stopped first")
 	var euEnd, usStart int64
 	for _, iv := range rs.intervals() {
 		switch {
@@ -474,7 +476,7 @@ func TestRegionsFlappingHealthNeverBounces(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	regionsReport("flapping health in the better region: lead kept", 3*cPreempt, 0, 0)
+	regionsReport("health flapping in the better region: the lead stays", 3*cPreempt, "kept throughout (3 × CLUSTER_PREEMPT_DELAY)")
 	rs.checkNoOverlap()
 }
 
@@ -500,7 +502,7 @@ func TestRegionsOneAPIServer(t *testing.T) {
 		rs.by["eu"].Kill(name)
 	}
 	_, took := rs.settledIn("us", from, regionLost+settle+10*time.Second)
-	regionsReport("one API server, two StatefulSets: region lost", took, regionLost, 0)
+	regionsReport("one API server, two StatefulSets: region lost", took, "≤ "+regionLost.String())
 	rs.checkNoOverlap()
 }
 

@@ -18,7 +18,7 @@ import os, shutil, subprocess, sys, tempfile
 
 muts = [
  ("missing Lease created at once", "lease.go",
-  "		if eligible && (e.mayRecreate(leading) || e.expired(e.now())) {", "		if eligible {",
+  "		if eligible && (e.mayRecreate(leading) || (e.expired(e.now()) && e.taking())) {", "		if eligible {",
   "TestInvariant2MissingLeaseIsWaitedOut|TestInvariant2DeletedLeaseOfAPartitionedLeader|TestInvariant2LeaseDeletedByHand"),
  ("holding survives a missing Lease", "lease.go",
   "	e.lease, e.holding = nil, false\n	e.note(leaseRecord{missing: true}, t)", "	e.lease = nil\n	e.note(leaseRecord{missing: true}, t)",
@@ -33,7 +33,7 @@ muts = [
   "	e.lease = l\n	e.observe(l, e.now())\n	return l, nil", "	e.lease = l\n	e.observe(l, sent)\n	return l, nil",
   "TestInvariant2ObservationStampedWhenReadReturns", ("	l, err := e.api.get(cctx)", "	sent := e.now()\n	l, err := e.api.get(cctx)")),
  ("the record's duration wins over our own", "lease.go",
-  "	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second)", "	if e.observed.duration > 0 {\n		return time.Duration(e.observed.duration) * time.Second\n	}\n	return e.timing.lease",
+  "	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second, e.longest)", "	if e.observed.duration > 0 {\n		return time.Duration(e.observed.duration) * time.Second\n	}\n	return e.timing.lease",
   "TestInvariant2NeverShorterThanOwnLeaseDuration"),
  ("the fence waits for the election step", "loop.go",
   "	if f := s.facts(now); !f.leading {\n		s.reconcile(ctx, now, f, why)\n	}", "",
@@ -87,7 +87,7 @@ muts = [
   "	case err != nil && tr.err == nil:\n		log.Warn(tr.what, \"err\", err.Error())", "	case err != nil && tr.err == nil:\n		log.Debug(tr.what, \"err\", err.Error())",
   "TestTroubleIsWarnedOnce"),
  ("an empty holder is a release", "lease.go",
-  "	if !r.missing && r.holder == \"\" && r.releasedBy != \"\" && r.releasedBy == e.lastHolder {", "	if !r.missing && r.holder == \"\" {",
+  "	if !r.missing && r.holder == \"\" && r.releasedBy != \"\" && r.releasedBy == e.lastHolder &&\n		(r.successor == \"\" || r.successor == e.successor) {", "	if !r.missing && r.holder == \"\" {",
   "TestInvariant7ReleaseIsTakenAtOnce"),
  ("no dead-man budget rule", "lease.go",
   "	if b := p.budget(); b+killMargin > t.lease-t.renew {", "	if b := p.budget(); false && b+killMargin > t.lease-t.renew {",
@@ -308,6 +308,9 @@ muts = [
  ("losing the local Lease hands the token to another region", "loop.go",
   "		heir, err := s.cl.release(ctx, why != \"\" || !s.el.leadingAt(now))", "		heir, err := s.cl.release(ctx, why != \"\")",
   "TestCluster20LocalLeaseLostKeepsTheRegion"),
+ ("a release naming another region is taken at once", "lease.go",
+  "		(r.successor == \"\" || r.successor == e.successor) {", "		true {",
+  "TestClusterReleaseNamesTheSuccessor"),
 
 ]
 
