@@ -206,8 +206,12 @@ func candidacyOf(l *coordinationv1.Lease) (c candidate, live bool, err error) {
 
 // sighting is how long a candidacy's record has been seen unchanged:
 // liveness by observation on the local clock, as for a Lease (lease.go
-// rule 1), counting only time between successful reads. What this replica
-// could not see (a failed read, rounds as a standby) it cannot call lapsed.
+// rule 1). Time between two reads counts only when they were less than half
+// a CLUSTER_LEASE_DURATION apart: across a longer gap (an outage, rounds as
+// a standby) the owner may have been unable to write, and what this
+// replica could not see it cannot call lapsed. A live region renews every
+// CLUSTER_RETRY_PERIOD, so its credit stays below that plus half a
+// duration: never lapsed.
 type sighting struct {
 	version string
 	credit  time.Duration // seen unchanged this long
@@ -228,26 +232,22 @@ type coordinator struct {
 	// mineName is this region's candidacy Lease.
 	mineName string
 
-	seen     map[string]sighting  // candidacies by name
-	better   map[string]time.Time // rule 4: since when each region has been better without a break
-	rank     []candidate          // live candidates, self included when one, best first
-	self     standing
-	obj      *forgeClusterObject // as last read
-	viewAt   time.Time           // the last complete read of the view
-	viewErr  error               // the last read's failure; nil when it worked
-	heldFrom time.Time           // this process holds the token since
-	nextTry  time.Time
-	mine     *coordinationv1.Lease // our candidacy as last read or written
-	wrote    forgeClusterStatus    // the status as last read or written
-	cutAt    time.Time             // the round's end: its budget, or clusterInput.cutAt if earlier
-	leading  bool                  // the token led at the last noteTransitions
-	released bool                  // ...and the last lead ended by our release
-	// blind: since the last successful list this replica could not see the
-	// candidacies (a failed read, or rounds as a standby). What it could
-	// not see it cannot call lapsed: the next list counts every candidacy
-	// as first seen then.
-	blind   bool
-	refused string // the last refusal logged
+	seen      map[string]sighting  // candidacies by name
+	better    map[string]time.Time // rule 4: since when each region has been better without a break
+	rank      []candidate          // live candidates, self included when one, best first
+	self      standing
+	obj       *forgeClusterObject // as last read
+	viewAt    time.Time           // the last complete read of the view
+	viewErr   error               // the last read's failure; nil when it worked
+	heldFrom  time.Time           // this process holds the token since
+	nextTry   time.Time
+	mine      *coordinationv1.Lease // our candidacy as last read or written
+	wrote     forgeClusterStatus    // the status as last read or written
+	cutAt     time.Time             // the round's end: its budget, or clusterInput.cutAt if earlier
+	leading   bool                  // the token led at the last noteTransitions
+	released  bool                  // ...and the last lead ended by our release
+	refused   string                // the last refusal logged
+	handingTo string                // the region a handover under way names (successor)
 }
 
 // callContext bounds one call by the round's cutAt, on the injected clock.
@@ -297,7 +297,7 @@ func (c *coordinator) step(ctx context.Context, in clusterInput) error {
 	}
 	c.token.cutAt = c.cutAt
 	if !in.leader {
-		c.rank, c.obj, c.viewErr, c.blind = nil, nil, nil, true
+		c.rank, c.obj, c.viewErr = nil, nil, nil
 		return c.token.step(ctx, false)
 	}
 	var err error
@@ -307,8 +307,6 @@ func (c *coordinator) step(ctx context.Context, in clusterInput) error {
 	c.viewErr = c.readView(ctx, in.health)
 	if c.viewErr == nil {
 		c.viewAt = c.now()
-	} else {
-		c.blind = true
 	}
 	if !c.holding() && err == nil {
 		err = c.token.step(ctx, c.mayHold(in))
@@ -399,14 +397,23 @@ func (c *coordinator) refusal() string {
 
 // successor is the region a holder hands over to (rule 4): better without
 // a break for CLUSTER_PREEMPT_DELAY, once the token was held
-// CLUSTER_MIN_HOLD. "" if none.
+// CLUSTER_MIN_HOLD, on a view read this round (a stale one may name a
+// region gone since). "" if none. Once chosen it stays until the token is
+// released or lost: a failed read later does not undo a handover under way.
 func (c *coordinator) successor() string {
 	now := c.now()
-	if c.viewErr != nil || c.heldFrom.IsZero() || now.Sub(c.heldFrom) < c.tm.minHold {
-		return "" // only on a view read this round: a stale one may name a region gone since
+	switch {
+	case !c.holding():
+		c.handingTo = ""
+		return ""
+	case c.handingTo != "":
+		return c.handingTo
+	case c.viewErr != nil || c.heldFrom.IsZero() || now.Sub(c.heldFrom) < c.tm.minHold:
+		return ""
 	}
 	for _, k := range c.rank {
 		if since, ok := c.better[k.region]; ok && now.Sub(since) >= c.tm.preempt {
+			c.handingTo = k.region
 			return k.region
 		}
 	}
@@ -459,10 +466,12 @@ func (c *coordinator) readView(ctx context.Context, h healthView) error {
 func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 	var rank []candidate
 	present := map[string]bool{}
+	longest := time.Duration(0)
 	for i := range list {
 		l := &list[i]
 		present[l.Name] = true
 		s := c.sight(l, t)
+		longest = max(longest, s.lease)
 		if l.Name == c.mineName {
 			c.mine = l.DeepCopy()
 			continue
@@ -481,7 +490,7 @@ func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 			delete(c.seen, name)
 		}
 	}
-	c.blind = false
+	c.token.regions = longest // a missing token is waited out as long as any region's holder counts on
 	if c.self.why == "" {
 		rank = append(rank, c.self.entry(c.region))
 	}
@@ -492,18 +501,17 @@ func (c *coordinator) observe(list []coordinationv1.Lease, t time.Time) error {
 }
 
 // sight updates l's sighting at t: unchanged, it gains the time since the
-// last read, unless this replica was blind since.
+// last read, when that was recent (sighting).
 func (c *coordinator) sight(l *coordinationv1.Lease, t time.Time) sighting {
 	s, ok := c.seen[l.Name]
 	switch {
 	case !ok || s.version != l.ResourceVersion:
 		s = sighting{version: l.ResourceVersion}
-	case !c.blind:
+	case t.Sub(s.at) <= c.tm.lease/2:
 		s.credit += t.Sub(s.at)
 	}
 	s.at = t
 	s.lease = max(c.tm.lease, time.Duration(derefInt(l.Spec.LeaseDurationSeconds))*time.Second)
-	c.token.longest = max(c.token.longest, s.lease) // a missing token is waited out as long as any region's holder counts on
 	c.seen[l.Name] = s
 	return s
 }
@@ -546,6 +554,11 @@ func (c *coordinator) writeCandidacy(ctx context.Context, in clusterInput) error
 		l.Annotations[annState], l.Annotations[annWhy] = withdrawn, why
 	}
 	got, err := call(ctx, c, func(ctx context.Context) (*coordinationv1.Lease, error) { return c.api.putCandidacy(ctx, l) })
+	if apierrors.IsAlreadyExists(err) {
+		// Ours, but not in the list (its labels edited away): read it by
+		// name, so the next round overwrites it, labels included.
+		got, err = call(ctx, c, c.api.getCandidacy)
+	}
 	if err != nil {
 		c.mine = nil
 		return err

@@ -57,6 +57,8 @@ type simCluster struct {
 	body      forgeClusterBody
 	down      bool
 	hang      bool // a call to a down server hangs until its timeout
+	failNext  int  // the next this many calls fail at once
+	hide      bool // the list does not show this region's candidacy (its labels edited away)
 	// check runs before every call (a test's watch on the timeouts).
 	check func(ctx context.Context, op string)
 }
@@ -72,6 +74,10 @@ func (s *simCluster) through(ctx context.Context, op string) error {
 	s.m.mu.Lock()
 	s.m.calls++
 	s.m.mu.Unlock()
+	if s.failNext > 0 {
+		s.failNext--
+		return fmt.Errorf("%s: %w", op, context.DeadlineExceeded)
+	}
 	if !s.down {
 		return nil
 	}
@@ -143,11 +149,18 @@ func (s *simCluster) candidacies(ctx context.Context) ([]coordinationv1.Lease, e
 	sort.Strings(names)
 	var out []coordinationv1.Lease
 	for _, n := range names {
-		if l, err := s.m.candidacy(n).get(ctx); err == nil {
+		if l, err := s.m.candidacy(n).get(ctx); err == nil && !(s.hide && n == s.candidacy) {
 			out = append(out, *l)
 		}
 	}
 	return out, nil
+}
+
+func (s *simCluster) getCandidacy(ctx context.Context) (*coordinationv1.Lease, error) {
+	if err := s.through(ctx, "get lease"); err != nil {
+		return nil, err
+	}
+	return s.m.candidacy(s.candidacy).get(ctx)
 }
 
 func (s *simCluster) putCandidacy(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {

@@ -657,3 +657,73 @@ func TestClusterReleaseNamesTheSuccessor(t *testing.T) {
 		t.Error("the named successor did not take the released token at once")
 	}
 }
+
+// TestCluster22HandoverSurvivesAFailedRead: a planned handover under way
+// (the holder has disabled for a better region) is not undone by one failed
+// read of the view: the node is never enabled again before the release.
+func TestCluster22HandoverSurvivesAFailedRead(t *testing.T) {
+	w := regions(t)
+	w.run(time.Minute)
+	a := forgerIn(w, "eu")
+	w.cluster.spec("mainnet-us", func(s *forgeClusterSpec) { s.Priority = ptr(50) })
+	from := len(a.node.sent)
+	w.runUntil(time.Minute, "eu-0 handing over", func() bool { return strings.HasPrefix(a.s.clusterWhy(), "handing") })
+	a.cl.coord.failNext = 1
+	w.settleIn("us", 30*time.Second)
+	if got := a.node.delivered(from); got != "hup" {
+		t.Errorf("signals to eu-0's node during the handover: %q; want the one disable", got)
+	}
+	w.noOverlap()
+}
+
+// TestCluster23CandidacyRepairedWhenUnlisted: this region's candidacy lost
+// the labels the list finds it by: its create meets AlreadyExists, so the
+// owner reads it by name and goes on renewing it.
+func TestCluster23CandidacyRepairedWhenUnlisted(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.cl.coord.hide = true
+	a.s.cl.mine = nil
+	cand := w.cluster.candidacy("cardano-candidate-mainnet-eu")
+	before := cand.rv
+	w.run(10 * time.Second)
+	if cand.rv <= before+1 {
+		t.Errorf("eu's candidacy written %d times in 10s while unlisted; want it renewed", cand.rv-before)
+	}
+	w.onlyForger(a.name)
+}
+
+// TestClusterCandidacyCredit: a candidacy's unchanged time counts between
+// reads less than half a CLUSTER_LEASE_DURATION apart, so a dead region
+// lapses even when every other read fails; across a longer gap (an outage)
+// it does not, as its owner may not have been able to write.
+func TestClusterCandidacyCredit(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	l := coordinationv1.Lease{}
+	l.Name, l.ResourceVersion = "cardano-candidate-mainnet-ap", "7"
+	l.Annotations = map[string]string{annRegion: "ap", annState: forgePriorityBased, annPriority: "50"}
+	l.Spec.HolderIdentity = ptr("ap/ap-0_uid")
+	tm := clusterTiming{timing: timing{lease: 20 * time.Second, retry: 2 * time.Second}}
+	c := &coordinator{tm: tm, region: "eu", seen: map[string]sighting{}, better: map[string]time.Time{}, token: &elector{},
+		self: standing{state: forgePriorityBased, priority: 100}}
+	live := func(at time.Duration) bool {
+		if err := c.observe([]coordinationv1.Lease{l}, t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+		return c.rank[0].region == "ap"
+	}
+	for at := time.Duration(0); at < 20*time.Second; at += 4 * time.Second { // every other 2s read failed
+		if !live(at) {
+			t.Fatalf("ap lapsed at %s", at)
+		}
+	}
+	if live(24 * time.Second) {
+		t.Error("a dead region's candidacy seen unchanged for 24s, reads 4s apart, is still live")
+	}
+	c.seen = map[string]sighting{}
+	live(0)
+	live(2 * time.Second)
+	if !live(47 * time.Second) {
+		t.Error("a candidacy lapsed across a 45s gap in which nothing could be seen")
+	}
+}

@@ -272,6 +272,7 @@ type clusterAPI interface {
 	createForgeCluster(ctx context.Context) (*forgeClusterObject, error)
 	patchForgeClusterStatus(ctx context.Context, st forgeClusterStatus) (*forgeClusterObject, error)
 	candidacies(ctx context.Context) ([]coordinationv1.Lease, error)
+	getCandidacy(ctx context.Context) (*coordinationv1.Lease, error)
 	putCandidacy(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error)
 }
 
@@ -327,11 +328,17 @@ func (k *kubeCluster) candidacies(ctx context.Context) ([]coordinationv1.Lease, 
 	return k.candidacy.list(ctx, k.selector)
 }
 
+func (k *kubeCluster) getCandidacy(ctx context.Context) (*coordinationv1.Lease, error) {
+	return k.candidacy.get(ctx)
+}
+
 // putCandidacy creates this region's candidacy, or updates it with the
-// resourceVersion last read.
+// resourceVersion last read; either way with its labels, which the list
+// finds it by.
 func (k *kubeCluster) putCandidacy(ctx context.Context, l *coordinationv1.Lease) (*coordinationv1.Lease, error) {
 	if l.ResourceVersion == "" {
 		return k.candidacy.create(ctx, l)
 	}
+	l.Labels = k.candidacy.labels
 	return k.candidacy.update(ctx, l)
 }

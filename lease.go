@@ -218,11 +218,15 @@ type elector struct {
 	// adopt: the previous sidecar process of this pod led (its heartbeat
 	// says so), so a record naming us is ours to renew at once.
 	adopt bool
-	// longest is the longest lease duration this replica knows a holder may
-	// count on: records seen, and for the token every region's candidacy
-	// (regions may be configured apart). A missing Lease is waited out
-	// this long (rule 2).
-	longest time.Duration
+	// longest is the longest lease duration a holder may count on that a
+	// missing Lease does not show: the last record's, and for the token
+	// every region's candidacy as last listed (regions may be configured
+	// apart). A missing Lease is waited out this long (rule 2).
+	lastDuration, regions time.Duration
+	// attempts are the renew times of our writes as holder since our last
+	// release, within LEASE_DURATION: a record carrying one is ours, and
+	// nobody can have taken over since (rule 1).
+	attempts []time.Time
 }
 
 // leaseRecord is what rule 1 compares.
@@ -348,10 +352,11 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 		return nil
 	case leading && !e.now().Before(e.fence()):
 		return nil // past the deadline: the loop disables before any other call
-	case deref(l.Spec.HolderIdentity) == e.identity && (leading || e.adopt):
+	case deref(l.Spec.HolderIdentity) == e.identity && (leading || e.adopt || e.wrote(recordOf(l), start)):
 		// Our own record: renewed at once only while this process leads,
-		// or its predecessor in this pod did (adopt). Any other record
-		// naming us (an etcd restore, a takeover whose reply was lost) is
+		// its predecessor in this pod did (adopt), or it is one of our own
+		// recent writes (a fenced holder back, a reply lost). Any other
+		// record naming us (an etcd restore brought back an old one) is
 		// waited out like anyone's: another replica may lead now.
 		return e.write(ctx, start, e.renewed(start))
 	case !e.expired(e.now()) || !e.taking():
@@ -380,7 +385,35 @@ func (e *elector) mayRecreate(leading bool) bool {
 // wait is how long the observed record must stay unchanged: never less than
 // our own LEASE_DURATION, whatever the record says (rule 1).
 func (e *elector) wait() time.Duration {
-	return max(e.timing.lease, time.Duration(e.observed.duration)*time.Second, e.longest)
+	w := max(e.timing.lease, time.Duration(e.observed.duration)*time.Second, e.regions)
+	if e.observed.missing {
+		w = max(w, e.lastDuration)
+	}
+	return w
+}
+
+// wrote tells whether r carries the renew time of one of our writes as
+// holder made less than LEASE_DURATION before t, and since our last
+// release: then nobody else can have written since, nor taken over.
+func (e *elector) wrote(r leaseRecord, t time.Time) bool {
+	for _, a := range e.attempts {
+		// The API server keeps renewTime to the microsecond.
+		if t.Sub(a) < e.timing.lease && r.renew == a.UTC().Truncate(time.Microsecond).Format(time.RFC3339Nano) {
+			return true
+		}
+	}
+	return false
+}
+
+// attempt records a write as holder about to be sent with renew time t.
+func (e *elector) attempt(t time.Time) {
+	keep := e.attempts[:0]
+	for _, a := range e.attempts {
+		if t.Sub(a) < e.timing.lease {
+			keep = append(keep, a)
+		}
+	}
+	e.attempts = append(keep, t)
 }
 
 // expired tells whether the observed record may be taken at t: released by
@@ -470,7 +503,9 @@ func (e *elector) note(r leaseRecord, t time.Time) {
 	if r != e.observed || e.observedAt.IsZero() {
 		e.observed, e.observedAt = r, t
 	}
-	e.longest = max(e.longest, time.Duration(r.duration)*time.Second)
+	if !r.missing {
+		e.lastDuration = time.Duration(r.duration) * time.Second
+	}
 	if r.holder != "" {
 		e.lastHolder = r.holder
 	}
@@ -485,6 +520,7 @@ func (e *elector) create(ctx context.Context, start time.Time) error {
 	if !e.seenAny {
 		l.Spec.LeaseTransitions = ptr(int32(0))
 	}
+	e.attempt(start)
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	got, err := e.api.create(cctx, l)
@@ -499,6 +535,7 @@ func (e *elector) create(ctx context.Context, start time.Time) error {
 // the holder from start; a conflict drops the cache so the next read
 // refreshes.
 func (e *elector) write(ctx context.Context, start time.Time, l *coordinationv1.Lease) error {
+	e.attempt(start)
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	got, err := e.api.update(cctx, l)
@@ -594,8 +631,9 @@ func (e *elector) releaseTo(ctx context.Context, heir string) error {
 	l.Spec.RenewTime = &metav1.MicroTime{Time: e.now()}
 	// Not leading from here, whatever the answer: a release whose reply is
 	// lost may have landed, and another replica may already hold the Lease.
-	// Leading again takes a write of our own.
-	e.holding = false
+	// Leading again takes a write of our own, and no earlier write of ours
+	// counts as ours any more.
+	e.holding, e.attempts = false, nil
 	cctx, cancel := context.WithTimeout(ctx, e.timing.api)
 	defer cancel()
 	got, err := e.api.update(cctx, l)

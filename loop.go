@@ -21,21 +21,25 @@ import (
 // sidecar is the state of `forge-manager run`. main.go wires it; each part
 // gets the values it needs.
 type sidecar struct {
-	log    *slog.Logger
-	now    func() time.Time
-	sleep  func(time.Duration)
-	tm     loopTiming
-	names  replicaNames
-	never  string // why this replica never forges (a relay, a monitor): decided at wiring
-	el     *elector
-	cl     *coordinator // cluster-wide coordination (cluster.go); nil when off
-	node   *nodeTracker
-	keys   keyFiles
-	status *statusWriter
-	health *healthChecker
-	m      *metricSet
-	hb     heartbeat
-	board  *board
+	log   *slog.Logger
+	now   func() time.Time
+	sleep func(time.Duration)
+	tm    loopTiming
+	names replicaNames
+	never string // why this replica never forges (a relay, a monitor): decided at wiring
+	el    *elector
+	cl    *coordinator // cluster-wide coordination (cluster.go); nil when off
+	// other is this pool's Lease under the name the other setting of
+	// ENABLE_CLUSTER_MANAGEMENT gives it: looked at once (SPEC 7, migration).
+	other     leaseAPI
+	otherName string
+	node      *nodeTracker
+	keys      keyFiles
+	status    *statusWriter
+	health    *healthChecker
+	m         *metricSet
+	hb        heartbeat
+	board     *board
 
 	sources  [][]byte
 	digest   string
@@ -65,8 +69,11 @@ type replicaNames struct {
 
 // run is the loop. It returns nil after a clean handover on SIGTERM.
 func (s *sidecar) run(ctx context.Context) error {
-	for {
+	for first := true; ; first = false {
 		wait := s.iterate(ctx)
+		if first {
+			s.warnOther(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return s.shutdown()
@@ -74,6 +81,18 @@ func (s *sidecar) run(ctx context.Context) error {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// warnOther looks once for this pool's other election (main.go
+// warnOtherElection): after the first pass, which disables first if it
+// must, and cut like every call.
+func (s *sidecar) warnOther(ctx context.Context) {
+	if s.other == nil {
+		return
+	}
+	cctx, cancel := s.apiContext(ctx, s.facts(s.now()))
+	defer cancel()
+	warnOtherElection(cctx, s.other, s.otherName, s.tm.api, s.log)
 }
 
 // iterate is one pass: observe, elect, act, report. It returns how long to

@@ -203,7 +203,7 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 		log.Warn("configuration notice", "notice", n)
 	}
 	other := otherElection(c)
-	warnOtherElection(ctx, &kubeLeases{rc: client, namespace: c.Namespace, name: other}, other, c.APITimeout, log)
+	s.other, s.otherName = &kubeLeases{rc: client, namespace: c.Namespace, name: other}, other
 	srv, err := listen(c.MetricsPort, newStatusServer(s.board, s.m.write, s.now, c.LeaseDuration))
 	if err != nil {
 		return err
