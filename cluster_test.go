@@ -665,6 +665,7 @@ func TestCluster22HandoverSurvivesAFailedRead(t *testing.T) {
 	w := regions(t)
 	w.run(time.Minute)
 	a := forgerIn(w, "eu")
+	a.node.hupDelay = func(int) time.Duration { return 3 * time.Second } // the disable takes a while to confirm
 	w.cluster.spec("mainnet-us", func(s *forgeClusterSpec) { s.Priority = ptr(50) })
 	from := len(a.node.sent)
 	w.runUntil(time.Minute, "eu-0 handing over", func() bool { return strings.HasPrefix(a.s.clusterWhy(), "handing") })
@@ -725,5 +726,27 @@ func TestClusterCandidacyCredit(t *testing.T) {
 	live(2 * time.Second)
 	if !live(47 * time.Second) {
 		t.Error("a candidacy lapsed across a 45s gap in which nothing could be seen")
+	}
+}
+
+// TestWarnOtherIsCutLikeEveryCall: the start-up look at this pool's other
+// election runs after the first pass and, while the node may forge, is cut
+// where every call is (invariant 1).
+func TestWarnOtherIsCutLikeEveryCall(t *testing.T) {
+	w := regions(t)
+	a := forgerIn(w, "eu")
+	a.api.refuse = fmt.Errorf("update lease: %w", context.DeadlineExceeded)
+	w.run(7 * time.Second) // the local fence is now nearer than API_TIMEOUT
+	var deadline time.Time
+	other := &flakyLeases{m: &memLeases{}, clock: w.clock, down: true,
+		check: func(ctx context.Context, op string) {
+			if dl, ok := ctx.Deadline(); ok {
+				deadline = w.clock.now().Add(time.Until(dl))
+			}
+		}}
+	a.s.other, a.s.otherName = other, "cardano-node-leader"
+	a.s.warnOther(context.Background())
+	if f := a.s.facts(w.clock.now()); deadline.IsZero() || deadline.After(f.fenceAt) {
+		t.Errorf("the look ran until %s; the node must stop forging by the fence at %s", deadline, f.fenceAt)
 	}
 }

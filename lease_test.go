@@ -628,3 +628,31 @@ func TestInvariant2AnyWriteIsAChange(t *testing.T) {
 		}
 	}
 }
+
+// TestInvariant2FencedHolderTakesBackItsOwnRecord: a holder whose renews
+// failed past its deadline, or whose last renew landed with its reply lost,
+// finds its own recent write on the server: nobody can have taken over
+// since, so it renews at once instead of waiting a lease.
+func TestInvariant2FencedHolderTakesBackItsOwnRecord(t *testing.T) {
+	api, clock, a, _ := established(t)
+	failing := true
+	api.before = func(op string) error {
+		if failing && op == "update" {
+			return fmt.Errorf("update lease: %w", context.DeadlineExceeded)
+		}
+		return nil
+	}
+	for i := 0; i < 6; i++ { // 12s: past the 10s deadline
+		clock.advance(defaultTiming.retry)
+		a.step(context.Background(), true)
+	}
+	if leadingNow(a) {
+		t.Fatal("still leading past the deadline")
+	}
+	failing = false
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)
+	if !leadingNow(a) {
+		t.Error("a fenced holder did not take back its own record at once")
+	}
+}
