@@ -217,6 +217,7 @@ type sighting struct {
 	credit  time.Duration // seen unchanged this long
 	at      time.Time     // the last read that saw it
 	lease   time.Duration // the longer of ours and the record's duration
+	warned  bool          // its duration differs from ours, and that was logged
 }
 
 // coordinator is the cluster-wide side of one replica. It is used from the
@@ -506,12 +507,18 @@ func (c *coordinator) sight(l *coordinationv1.Lease, t time.Time) sighting {
 	s, ok := c.seen[l.Name]
 	switch {
 	case !ok || s.version != l.ResourceVersion:
-		s = sighting{version: l.ResourceVersion}
+		s = sighting{version: l.ResourceVersion, warned: s.warned}
 	case t.Sub(s.at) <= c.tm.lease/2:
 		s.credit += t.Sub(s.at)
 	}
 	s.at = t
-	s.lease = max(c.tm.lease, time.Duration(derefInt(l.Spec.LeaseDurationSeconds))*time.Second)
+	d := time.Duration(derefInt(l.Spec.LeaseDurationSeconds)) * time.Second
+	s.lease = max(c.tm.lease, d)
+	if d != c.tm.lease && !s.warned && l.Name != c.mineName {
+		s.warned = true
+		c.log.Warn("a region uses another CLUSTER_LEASE_DURATION: give every region the same token timing (docs/regions.md)",
+			"candidacy", l.Name, "its", d.String(), "ours", c.tm.lease.String())
+	}
 	c.seen[l.Name] = s
 	return s
 }

@@ -585,9 +585,12 @@ func TestCluster19MissingTokenWaitsTheLongestRegion(t *testing.T) {
 	slow := []string{"CLUSTER_LEASE_DURATION", "30s", "CLUSTER_RENEW_DEADLINE", "25s"}
 	a := w.addIn("eu", "eu-0", 100, slow...)
 	w.settleIn("eu", 90*time.Second)
-	w.addIn("us", "us-0", 50)
+	u := w.addIn("us", "us-0", 50)
 	w.run(20 * time.Second) // us is up, and better, for less than CLUSTER_PREEMPT_DELAY
 	w.onlyForger(a.name)
+	if !strings.Contains(u.log.String(), "a region uses another CLUSTER_LEASE_DURATION") {
+		t.Error("us did not warn that eu's token timing differs")
+	}
 	a.cut(true)
 	w.cluster.token.delete()
 	w.settleIn("us", time.Minute)
