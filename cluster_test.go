@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -36,12 +38,18 @@ func TestCluster1BetterRegionForges(t *testing.T) {
 	if r := w.forgingRegions(); len(r) != 1 || r[0] != "eu" {
 		t.Errorf("forging regions %v; want eu", r)
 	}
-	for _, r := range w.region("us") {
+	neverForged(t, w, "us", "first: the token went to the worse region")
+	w.noOverlap()
+}
+
+// neverForged fails the test if any node of region ever forged.
+func neverForged(t *testing.T, w *world, region, when string) {
+	t.Helper()
+	for _, r := range w.region(region) {
 		if r.node.forgedOnce() {
-			t.Errorf("%s forged: the token went to the worse region first", r.name)
+			t.Errorf("%s forged %s", r.name, when)
 		}
 	}
-	w.noOverlap()
 }
 
 // forgerIn is the one forging replica of region, or fails the test.
@@ -74,11 +82,7 @@ func TestCluster2LocalFailoverStaysInTheRegion(t *testing.T) {
 	if r := w.forgingRegions(); len(r) != 1 || r[0] != "eu" {
 		t.Errorf("forging regions %v; want eu", r)
 	}
-	for _, r := range w.region("us") {
-		if r.node.forgedOnce() {
-			t.Errorf("%s forged during a local failover in eu", r.name)
-		}
-	}
+	neverForged(t, w, "us", "during a local failover in eu")
 	w.noOverlap()
 }
 
@@ -539,11 +543,7 @@ func TestCluster17OutageDoesNotBounceTheLead(t *testing.T) {
 		t.Errorf("forging resumed %s after the server returned; want within a couple of CLUSTER_RETRY_PERIODs", took)
 	}
 	w.run(time.Minute)
-	for _, r := range w.region("us") {
-		if r.node.forgedOnce() {
-			t.Errorf("%s forged after the outage: the lead bounced", r.name)
-		}
-	}
+	neverForged(t, w, "us", "after the outage: the lead bounced")
 	w.onlyForger(a.name)
 	w.noOverlap()
 }
@@ -607,11 +607,7 @@ func TestCluster20LocalLeaseLostKeepsTheRegion(t *testing.T) {
 	a.api.refuse = fmt.Errorf("update lease: %w", context.DeadlineExceeded)
 	w.settleIn("eu", time.Minute)
 	w.run(time.Minute)
-	for _, r := range w.region("us") {
-		if r.node.forgedOnce() {
-			t.Errorf("%s forged: losing a local Lease moved the lead out of the region", r.name)
-		}
-	}
+	neverForged(t, w, "us", "after eu's forging pod lost its local Lease: the lead left the region")
 	w.noOverlap()
 }
 
@@ -706,9 +702,10 @@ func TestClusterCandidacyCredit(t *testing.T) {
 	l := coordinationv1.Lease{}
 	l.Name, l.ResourceVersion = "cardano-candidate-mainnet-ap", "7"
 	l.Annotations = map[string]string{annRegion: "ap", annState: forgePriorityBased, annPriority: "50"}
-	l.Spec.HolderIdentity = ptr("ap/ap-0_uid")
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds = ptr("ap/ap-0_uid"), ptr(int32(20))
 	tm := clusterTiming{timing: timing{lease: 20 * time.Second, retry: 2 * time.Second}}
 	c := &coordinator{tm: tm, region: "eu", seen: map[string]sighting{}, better: map[string]time.Time{}, token: &elector{},
+		log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		self: standing{state: forgePriorityBased, priority: 100}}
 	live := func(at time.Duration) bool {
 		if err := c.observe([]coordinationv1.Lease{l}, t0.Add(at)); err != nil {

@@ -145,9 +145,16 @@ func (c *cluster) intervals() []testenv.Interval {
 // instant; it returns how many pairs did.
 func (c *cluster) checkNoOverlap() int {
 	c.t.Helper()
-	o := testenv.Overlaps(c.intervals())
+	return checkNoOverlap(c.t, c.intervals())
+}
+
+// checkNoOverlap fails t for every pair of intervals that forged at the
+// same instant, and returns how many did.
+func checkNoOverlap(t testing.TB, all []testenv.Interval) int {
+	t.Helper()
+	o := testenv.Overlaps(all)
 	for _, s := range o {
-		c.t.Errorf("two nodes forged at once: %s", s)
+		t.Errorf("two nodes forged at once: %s", s)
 	}
 	return len(o)
 }
