@@ -705,7 +705,7 @@ func TestClusterCandidacyCredit(t *testing.T) {
 	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds = ptr("ap/ap-0_uid"), ptr(int32(20))
 	tm := clusterTiming{timing: timing{lease: 20 * time.Second, retry: 2 * time.Second}}
 	c := &coordinator{tm: tm, region: "eu", seen: map[string]sighting{}, better: map[string]time.Time{}, token: &elector{},
-		log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		log:  slog.New(slog.NewJSONHandler(io.Discard, nil)),
 		self: standing{state: forgePriorityBased, priority: 100}}
 	live := func(at time.Duration) bool {
 		if err := c.observe([]coordinationv1.Lease{l}, t0.Add(at)); err != nil {
