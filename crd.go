@@ -291,11 +291,10 @@ type forgeClusterBody struct {
 // kubeCluster is clusterAPI over the REST client of the coordination API
 // server.
 type kubeCluster struct {
-	cr          kubeObject
-	body        forgeClusterBody
-	candidacy   *kubeLeases // this region's
-	selector    string      // every region's candidacy of the pool
-	clusterName string
+	cr        kubeObject
+	body      forgeClusterBody
+	candidacy *kubeLeases // this region's
+	selector  string      // every region's candidacy of the pool
 }
 
 var _ clusterAPI = (*kubeCluster)(nil)
