@@ -321,7 +321,8 @@ func (c *cluster) checkMetrics(forger string) {
 	deadline := time.Now().Add(5 * time.Second)
 	for !ok() {
 		if time.Now().After(deadline) {
-			c.t.Errorf("cardano_forging_enabled disagrees with the nodes (forger %s):%s", forger, last)
+			c.why = fmt.Sprintf("cardano_forging_enabled disagrees with the nodes (forger %s):%s", forger, last)
+			c.t.Error(c.why)
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

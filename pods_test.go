@@ -62,6 +62,10 @@ var fastTiming = map[string]string{
 type cluster struct {
 	*testenv.Cluster
 	t testing.TB
+	// why is the last fatal reason of the cluster's own helpers, repeated
+	// after the log dump: CI shows only the tail of a failed run.
+	why   string
+	begun int64
 }
 
 func newCluster(t testing.TB, n int, env map[string]string) *cluster {
@@ -79,7 +83,7 @@ func newClusterWith(t testing.TB, n int, env map[string]string, edit func(string
 		t.Fatal(err)
 	}
 	tc.Env, tc.Edit = env, edit
-	c := &cluster{tc, t}
+	c := &cluster{Cluster: tc, t: t, begun: testenv.Monotonic()}
 	t.Cleanup(c.stop)
 	for i := 0; i < n; i++ {
 		c.start(fmt.Sprintf("bp-%d", i), nil)
@@ -119,6 +123,21 @@ func (c *cluster) dumpLogs() {
 		rec, _ := os.ReadFile(p.Record())
 		c.t.Logf("--- %s %s record:\n%s", p.Spec.Name, p.UID, rec)
 	}
+	all, err := c.Intervals()
+	var spans []string
+	for _, iv := range all {
+		end := "open"
+		if iv.End != 0 {
+			end = "+" + c.at(iv.End).String()
+		}
+		spans = append(spans, fmt.Sprintf("%s pid %d +%s..%s", iv.Pod, iv.PID, c.at(iv.Start), end))
+	}
+	c.t.Logf("--- forging since the test began: %s (%v); failed: %s", strings.Join(spans, ", "), err, c.why)
+}
+
+// at is a CLOCK_MONOTONIC stamp as the time since the cluster began.
+func (c *cluster) at(mono int64) time.Duration {
+	return time.Duration(mono - c.begun).Round(time.Millisecond)
 }
 
 // live lists the pods running now.
@@ -182,6 +201,7 @@ func (c *cluster) settled(since int64, limit time.Duration) (string, time.Durati
 	defer cancel()
 	pod, took, err := c.Settled(ctx, since, settle)
 	if err != nil {
+		c.why = fmt.Sprintf("settled (since +%s, limit %s): %v", c.at(since), limit, err)
 		c.t.Fatal(err)
 	}
 	return pod, took

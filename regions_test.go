@@ -149,7 +149,7 @@ func (rs *regionSet) add(r *region, cp *testenv.ControlPlane, tn *testenv.Tenant
 	if rs.co != nil {
 		rs.co.Configure(tc)
 	}
-	r.cluster = &cluster{tc, t}
+	r.cluster = &cluster{Cluster: tc, t: t, begun: testenv.Monotonic()}
 	t.Cleanup(r.cluster.stop)
 	for i := 0; i < r.pods; i++ {
 		r.start(fmt.Sprintf("%s-%d", r.name, i), nil)

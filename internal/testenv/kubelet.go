@@ -82,7 +82,7 @@ func (p *Pod) startContainer(c *container) {
 			exited := c.exited
 			p.mu.Unlock()
 			cmd.Wait()
-			if c.name == "cardano-node" && inner != 0 {
+			if c.name == "cardano-node" {
 				appendRecord(p.Record(), "exit", inner) // forging, if it was on, ended by now
 			}
 			close(exited)
@@ -113,7 +113,7 @@ func (p *Pod) startContainer(c *container) {
 // process). nsenter forks it at once; if it is gone before it is seen, the
 // container exited and 0 is returned.
 func waitChild(nsenter int) int {
-	for i := 0; i < 2000; i++ {
+	for i := 0; i < 10000; i++ { // 10 s: a loaded CI machine forks slowly
 		if kids := children(nsenter); len(kids) > 0 {
 			return kids[0]
 		}

@@ -38,9 +38,10 @@ type Interval struct {
 	Start, End int64
 }
 
-// ForgingIntervals reads a pod's record: "on" opens an interval, "off" or
-// the process's exit closes it. An exit is written by the pod after the
-// process is gone, so intervals can only come out longer than they were.
+// ForgingIntervals reads a pod's record: "on" opens an interval, "off"
+// closes it, and the process's exit closes every open one. An exit is
+// written by the pod after the process is gone, so intervals can only come
+// out longer than they were.
 func ForgingIntervals(pod, path string) ([]Interval, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
@@ -66,10 +67,18 @@ func ForgingIntervals(pod, path string) ([]Interval, error) {
 				open[pid] = len(out)
 				out = append(out, Interval{Pod: pod, PID: pid, Start: ts})
 			}
-		case "off", "exit":
+		case "off":
 			if i, ok := open[pid]; ok {
 				out[i].End = ts
 				delete(open, pid)
+			}
+		case "exit":
+			// The pod writes it when the node container's process is gone:
+			// one incarnation runs at a time, so whatever is open ended,
+			// even if the harness could not learn the PID (0).
+			for p, i := range open {
+				out[i].End = ts
+				delete(open, p)
 			}
 		}
 	}
