@@ -49,6 +49,10 @@ type config struct {
 	PoolID, PoolIDHex, PoolName, PoolTicker string
 	Network                                 string
 	NetworkMagic                            uint32
+	MaxTipLag                               int
+	SystemStart                             time.Time
+	SlotLength                              time.Duration
+	KESPeriodSlots, MaxKESEvolutions        int
 	AppType                                 string
 
 	ClusterManagement                     bool
@@ -216,6 +220,21 @@ func settingsOf(c *config) []setting {
 		{name: "NETWORK_MAGIC", def: "764824073", parse: magic(&c.NetworkMagic),
 			help: "Network magic. Default: the known network's (mainnet 764824073, preprod 1, preview " +
 				"2); required for a custom network."},
+		{name: "MAX_TIP_LAG", def: "600", parse: integer(&c.MaxTipLag, 0, 1000000),
+			help: "Slots the node's tip (cardano_node_metrics_slotNum_int) may lag the wall-clock slot" +
+				" before this replica is ineligible (a leader hands over). 600 slots of 1 s: a node at " +
+				"the tip waits that long without a block about once in 10^11 gaps. 0 turns the check off" +
+				" (required with NODE_METRICS_URL=\"\")."},
+		{name: "SYSTEM_START", parse: rfc3339(&c.SystemStart),
+			help: "Custom network only, and required there: the time of slot 0 (RFC 3339). For a " +
+				"network with a Byron era, the time slot 0 would have had at SLOT_LENGTH: the Shelley " +
+				"start minus its first slot x SLOT_LENGTH. Built in for mainnet, preprod and preview."},
+		{name: "SLOT_LENGTH", def: "1s", parse: duration(&c.SlotLength, time.Millisecond, time.Minute),
+			help: "Custom network only: the slot length of its Shelley genesis."},
+		{name: "SLOTS_PER_KES_PERIOD", def: "129600", parse: integer(&c.KESPeriodSlots, 1, 1<<30),
+			help: "Custom network only: slotsPerKESPeriod of its Shelley genesis."},
+		{name: "MAX_KES_EVOLUTIONS", def: "62", parse: integer(&c.MaxKESEvolutions, 1, 1<<16),
+			help: "Custom network only: maxKESEvolutions of its Shelley genesis."},
 		{name: "APPLICATION_TYPE", def: appBlockProducer, parse: oneOf(&c.AppType, appBlockProducer, appRelay, appMonitoring),
 			help: "block-producer, relay or monitoring. Relays and monitors never write credentials and" +
 				" never lead."},
@@ -382,6 +401,7 @@ func (c *config) validate(cmd string, given, bad map[string]bool) []string {
 	case !known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] && !bad["CARDANO_NETWORK"]:
 		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
 	}
+	p = append(p, c.validateChain(given, bad)...)
 	if c.ClusterManagement {
 		p = append(p, c.validateCluster(given, bad)...)
 	}
@@ -389,6 +409,39 @@ func (c *config) validate(cmd string, given, bad map[string]bool) []string {
 		add(`HEALTH_CHECK_TIMEOUT="%s" must be shorter than HEALTH_CHECK_INTERVAL="%s"`, c.HealthTimeout, c.HealthInterval)
 	}
 	return append(p, c.distinctPaths()...)
+}
+
+// chainSettings are the genesis parameters a custom network needs.
+var chainSettings = []string{"SYSTEM_START", "SLOT_LENGTH", "SLOTS_PER_KES_PERIOD", "MAX_KES_EVOLUTIONS"}
+
+// validateChain: the chain's clock is built in for the public networks and
+// given for a custom one; the tip check needs the node's metrics.
+func (c *config) validateChain(given, bad map[string]bool) []string {
+	var p []string
+	_, known := knownChains[c.Network]
+	for _, name := range chainSettings {
+		if known && given[name] {
+			p = append(p, fmt.Sprintf("%s is built in for CARDANO_NETWORK=%q: set it only for a custom network", name, c.Network))
+		}
+	}
+	if !known && !given["SYSTEM_START"] && !bad["SYSTEM_START"] && !bad["CARDANO_NETWORK"] {
+		p = append(p, fmt.Sprintf("SYSTEM_START is required for the custom network CARDANO_NETWORK=%q (systemStart of its "+
+			"Shelley genesis), so the wall-clock slot and the KES period can be known", c.Network))
+	}
+	if c.NodeMetricsURL == "" && c.MaxTipLag != 0 && !bad["MAX_TIP_LAG"] {
+		p = append(p, `NODE_METRICS_URL="" leaves the node's tip unknown, so no replica could ever forge: set MAX_TIP_LAG=0 `+
+			"to forge without a tip check, or set NODE_METRICS_URL")
+	}
+	return p
+}
+
+// chain is the network's slot clock.
+func (c *config) chain() slotClock {
+	if sc, ok := knownChains[c.Network]; ok {
+		return sc
+	}
+	return slotClock{zero: c.SystemStart, slotLength: c.SlotLength, kesPeriodSlots: uint64(c.KESPeriodSlots),
+		maxEvolutions: uint64(c.MaxKESEvolutions), since: c.SystemStart}
 }
 
 // validateCluster checks the cluster-wide coordination's settings: the
@@ -610,6 +663,17 @@ func integer(field *int, min, max int) func(string) error {
 			return fmt.Errorf("want a whole number from %d to %d", min, max)
 		}
 		*field = n
+		return nil
+	}
+}
+
+func rfc3339(field *time.Time) func(string) error {
+	return func(v string) error {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return fmt.Errorf("want a time like 2022-10-25T00:00:00Z (RFC 3339)")
+		}
+		*field = t.UTC()
 		return nil
 	}
 }

@@ -633,7 +633,7 @@ func TestInvariant4UnreadableProcIsNotGone(t *testing.T) {
 func TestInvariant5NoGaugeOneSignalAtATime(t *testing.T) {
 	w := newWorld(t)
 	for _, name := range []string{"bp-0", "bp-1"} {
-		w.add(name, "NODE_METRICS_URL", "").node.slowOn = time.Second
+		w.add(name, "NODE_METRICS_URL", "", "MAX_TIP_LAG", "0").node.slowOn = time.Second
 	}
 	var l *replica
 	w.runUntil(40*time.Second, "an enable", func() bool {
@@ -655,8 +655,8 @@ func TestInvariant5NoGaugeOneSignalAtATime(t *testing.T) {
 // once, a standby could enable while the old node still handles it.
 func TestInvariant7NoGaugeReleaseWaitsForTheDisable(t *testing.T) {
 	w := newWorld(t)
-	w.add("bp-0", "NODE_METRICS_URL", "")
-	w.add("bp-1", "NODE_METRICS_URL", "")
+	w.add("bp-0", "NODE_METRICS_URL", "", "MAX_TIP_LAG", "0")
+	w.add("bp-1", "NODE_METRICS_URL", "", "MAX_TIP_LAG", "0")
 	l := w.rep(w.settle(40 * time.Second))
 	w.run(3 * time.Second)
 	settled := l.node.hups

@@ -30,7 +30,7 @@ func TestTenantNames(t *testing.T) {
 		{"simple pool id", []string{"POOL_ID", "mypool", "CLUSTER_REGION", "eu-west-1"}, "cardano-leader-mainnet-mypool", "cardano-leader-mainnet-mypool", "mainnet-mypool-eu-west-1"},
 		{"upper case pool id gets a hash", []string{"POOL_ID", "MYPOOL"}, "cardano-leader-mainnet-mypool-74b8c3579b", "cardano-leader-mainnet-mypool-74b8c3579b", "mainnet-mypool-unknown-4a759c2989"},
 		{"bech32 pool id is shortened with a hash", []string{"POOL_ID", bech32Pool, "CARDANO_NETWORK", "preprod"}, "cardano-leader-preprod-pool1pu5jlj4q9w9jlxeu370a3c9m-0ae6731260", "cardano-leader-preprod-pool1pu5jlj4q9w9jlxeu370a3c9m-0ae6731260", "preprod-pool1pu5jlj4q9w9jlxeu370a3c9myx47md5j5m2str0-a258ce8cce"},
-		{"custom network with a dash is hashed", []string{"POOL_ID", "p1", "CARDANO_NETWORK", "custom-net", "NETWORK_MAGIC", "42"}, "cardano-leader-custom-net-p1-019614e524", "cardano-leader-custom-net-p1-019614e524", "custom-net-p1-unknown-4cf9aea457"},
+		{"custom network with a dash is hashed", []string{"POOL_ID", "p1", "CARDANO_NETWORK", "custom-net", "NETWORK_MAGIC", "42", "SYSTEM_START", "2024-01-01T00:00:00Z"}, "cardano-leader-custom-net-p1-019614e524", "cardano-leader-custom-net-p1-019614e524", "custom-net-p1-unknown-4cf9aea457"},
 		{"overrides win", []string{"POOL_ID", "mypool", "LEASE_NAME", "my-lease", "CRD_NAME", "my-leader", "CLUSTER_IDENTIFIER", "my-cluster"}, "my-lease", "my-leader", "my-cluster"},
 	}
 	for _, tc := range tests {
@@ -105,7 +105,7 @@ func TestTenantNamesDistinct(t *testing.T) {
 		for _, p := range pools {
 			kv := []string{"POOL_ID", p, "CARDANO_NETWORK", nw[0]}
 			if nw[1] != "" {
-				kv = append(kv, "NETWORK_MAGIC", nw[1])
+				kv = append(kv, "NETWORK_MAGIC", nw[1], "SYSTEM_START", "2024-01-01T00:00:00Z")
 			}
 			tn := tenantFor(t, kv...)
 			checkNames(t, tn)
@@ -126,7 +126,11 @@ func FuzzTenantNames(f *testing.F) {
 	f.Add("", "preprod", "unknown")
 	f.Add(strings.Repeat("-", 300), "a", "b")
 	f.Fuzz(func(t *testing.T, pool, network, region string) {
-		c, err := loadConfig(runEnv("POOL_ID", pool, "CARDANO_NETWORK", network, "NETWORK_MAGIC", "764824073", "CLUSTER_REGION", region).lookup, "run")
+		kv := []string{"POOL_ID", pool, "CARDANO_NETWORK", network, "NETWORK_MAGIC", "764824073", "CLUSTER_REGION", region}
+		if _, known := knownChains[network]; !known {
+			kv = append(kv, "SYSTEM_START", "2024-01-01T00:00:00Z")
+		}
+		c, err := loadConfig(runEnv(kv...).lookup, "run")
 		if err != nil {
 			return // rejected inputs never reach the names
 		}

@@ -1,0 +1,85 @@
+package main
+
+// The chain's clock (SPEC 12, docs/keys.md): which slot the wall clock is
+// in, how far the node's tip is behind it, and the KES period a
+// certificate may forge in. Facts from cardano-node-facts G2 and G4.
+
+import (
+	"fmt"
+	"time"
+)
+
+// slotClock maps wall-clock time to slots. zero is the time slot 0 would
+// have had at the Shelley slot length: the Byron era (20 s slots) ended
+// long ago, and every slot since is linear in time, so one origin per
+// network serves every date after its Shelley start.
+type slotClock struct {
+	zero           time.Time
+	slotLength     time.Duration
+	kesPeriodSlots uint64 // slotsPerKESPeriod
+	maxEvolutions  uint64 // maxKESEvolutions
+	since          time.Time
+}
+
+// Mainnet: Shelley began at slot 4492800, 2020-07-29T21:44:51Z; preprod at
+// slot 86400, 2022-06-21T00:00:00Z; preview had no Byron era and began at
+// 2022-10-25T00:00:00Z. Slots of 1 s, KES periods of 129600 slots, 62
+// evolutions on all three.
+var knownChains = map[string]slotClock{
+	"mainnet": shelleyClock(time.Unix(1596059091, 0), 4492800),
+	"preprod": shelleyClock(time.Unix(1655769600, 0), 86400),
+	"preview": shelleyClock(time.Unix(1666656000, 0), 0),
+}
+
+func shelleyClock(start time.Time, slot uint64) slotClock {
+	return slotClock{zero: start.Add(-time.Duration(slot) * time.Second).UTC(), slotLength: time.Second,
+		kesPeriodSlots: 129600, maxEvolutions: 62, since: start.UTC()}
+}
+
+// slotAt is the slot the wall clock is in at t.
+func (sc slotClock) slotAt(t time.Time) (uint64, error) {
+	if t.Before(sc.since) {
+		return 0, fmt.Errorf("the clock says %s, before this network's Shelley era (%s): is the system clock right?",
+			t.UTC().Format(time.RFC3339), sc.since.Format(time.RFC3339))
+	}
+	return uint64(t.Sub(sc.zero) / sc.slotLength), nil
+}
+
+// timeOf is the start of slot s.
+func (sc slotClock) timeOf(s uint64) time.Time { return sc.zero.Add(time.Duration(s) * sc.slotLength) }
+
+// kesPeriodAt is the KES period the wall clock is in at t.
+func (sc slotClock) kesPeriodAt(t time.Time) (uint64, error) {
+	s, err := sc.slotAt(t)
+	return s / sc.kesPeriodSlots, err
+}
+
+// kesWindow is what a certificate starting at period c0 may do at t: it
+// forges while c0 <= period < c0 + maxKESEvolutions (KESBeforeStartOCERT,
+// KESAfterEndOCERT), and expires at the start of period c0 + 62.
+type kesWindow struct {
+	start, period, remaining uint64
+	expires                  time.Time
+}
+
+func (sc slotClock) kesWindow(c0 uint64, t time.Time) (kesWindow, error) {
+	p, err := sc.kesPeriodAt(t)
+	w := kesWindow{start: c0, period: p, expires: sc.timeOf((c0 + sc.maxEvolutions) * sc.kesPeriodSlots)}
+	if end := c0 + sc.maxEvolutions; p < end {
+		w.remaining = end - p
+	}
+	return w, err
+}
+
+// problem says why the certificate may not forge now ("" if it may).
+func (w kesWindow) problem() string {
+	switch {
+	case w.period < w.start:
+		return fmt.Sprintf("the operational certificate starts at KES period %d, and this is period %d: it is not valid yet (issue it with the current period)",
+			w.start, w.period)
+	case w.remaining == 0:
+		return fmt.Sprintf("the operational certificate (KES period %d) expired at %s, in period %d: rotate the KES key and issue a new certificate",
+			w.start, w.expires.UTC().Format(time.RFC3339), w.period)
+	}
+	return ""
+}
