@@ -139,17 +139,3 @@ func Up(ctx context.Context, root, ns string) (*ControlPlane, *Tenant, error) {
 	}
 	return cp, t, nil
 }
-
-// FakeKeys are the three key files in cardano's text envelope format, with
-// made-up bytes: marker, in hex, is in each cborHex so a test can look for
-// leaks.
-func FakeKeys(marker string) map[string][]byte {
-	env := func(typ, kind string) []byte {
-		return []byte(fmt.Sprintf(`{"type": %q, "description": "not a real key", "cborHex": "5820%x"}`, typ, kind+"-"+marker+"-0123456789abcdef"))
-	}
-	return map[string][]byte{
-		"kes.skey":  env("KesSigningKey_ed25519_kes_2^6", "kes"),
-		"vrf.skey":  env("VrfSigningKey_PraosVRF", "vrf"),
-		"node.cert": env("NodeOperationalCertificate", "opcert"),
-	}
-}
