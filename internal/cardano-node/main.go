@@ -21,8 +21,13 @@
 //     node at all: a process of the same name, as `cardano-node --version`
 //     under kubectl exec, that only waits D and exits);
 //   - it serves cardano_node_metrics_forging_enabled_int on
-//     127.0.0.1:-metrics-port/metrics, and /health (503 while the file
-//     -unhealthy-file exists).
+//     127.0.0.1:-metrics-port/metrics, with cardano_node_metrics_slotNum_int
+//     (mainnet's wall-clock slot less the number in -tip-lag-file; none with
+//     -no-tip) and, while forging, the loaded certificate's
+//     operationalCertificateStartKESPeriod_int; and /health (503 while the
+//     file -unhealthy-file exists). Unlike the real node it does not check
+//     the KES key against the certificate: forge-manager refuses such a set
+//     before any SIGHUP.
 //
 // Every change of forging is appended to -record as "<CLOCK_MONOTONIC ns>
 // <on|off> <pid>", the record the tests check for overlaps. It is never
@@ -66,7 +71,19 @@ var (
 	dropHUPs     = flag.Int("drop-hups", 0, "fault: the first N SIGHUPs after startup are lost")
 	brokenGauge  = flag.String("metrics-broken-file", "", "fault: while this file exists, /metrics answers 503")
 	idle         = flag.Duration("idle", 0, "not a node: wait this long and exit (a second process of the node's name)")
+	tipLagFile   = flag.String("tip-lag-file", "", "while this file exists, its number is how many slots the tip lags the wall clock")
+	noTip        = flag.Bool("no-tip", false, "export no slotNum (ChainDB metrics off)")
 )
+
+// mainnetZero is when mainnet's slot 0 would have been at 1 s slots: its
+// Shelley start (1596059091) less its first Shelley slot (4492800). The
+// tip follows the wall clock less -tip-lag-file.
+const mainnetZero = 1596059091 - 4492800
+
+// loadedKES is the start KES period of the certificate the forge state was
+// made from; -1 while there is none (not forging), when the node exports
+// no KES gauges.
+var loadedKES atomic.Int64
 
 var (
 	forging atomic.Bool
@@ -113,7 +130,9 @@ func main() {
 	}()
 	time.Sleep(*replay)
 	kernelUp.Store(true)
+	loadedKES.Store(-1)
 	if !*nonProducing && !*oldFlag {
+		loadedKES.Store(certKESPeriod(*certPath))
 		setForging(true, "kernel up, forging from start")
 	}
 	listen()
@@ -188,7 +207,53 @@ func handleHUP() {
 			return
 		}
 	}
+	loadedKES.Store(certKESPeriod(*certPath))
 	setForging(true, "EnabledBlockForging")
+}
+
+// certKESPeriod reads a certificate's start KES period, as the node's KES
+// gauges report it: the CBOR is [[bytes(32), counter, period, bytes(64)],
+// bytes(32)]. -1 if it cannot be read that way.
+func certKESPeriod(path string) int64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
+	}
+	var env struct{ CBORHex string }
+	json.Unmarshal(b, &env)
+	raw, err := hex.DecodeString(env.CBORHex)
+	if err != nil || len(raw) < 4+32 || raw[0] != 0x82 || raw[1] != 0x84 {
+		return -1
+	}
+	rest := raw[4+32:]
+	var vals [2]int64
+	for i := range vals {
+		if len(rest) == 0 {
+			return -1
+		}
+		info := rest[0] & 0x1f
+		n := map[byte]int{24: 1, 25: 2, 26: 4, 27: 8}[info]
+		if rest[0]>>5 != 0 || (info >= 24 && (n == 0 || len(rest) < 1+n)) {
+			return -1
+		}
+		v := int64(info)
+		for _, c := range rest[1 : 1+n] {
+			v = v<<8 | int64(c)
+		}
+		vals[i], rest = v, rest[1+n:]
+	}
+	return vals[1]
+}
+
+// tipSlot is the slot of the stand-in's chain tip now.
+func tipSlot() int64 {
+	tip := time.Now().Unix() - mainnetZero
+	if b, err := os.ReadFile(*tipLagFile); err == nil {
+		var lag int64
+		fmt.Sscan(string(b), &lag)
+		tip -= lag
+	}
+	return tip
 }
 
 func setForging(on bool, why string) {
@@ -250,7 +315,13 @@ func serveMetrics() {
 		if forging.Load() {
 			v = 1
 		}
-		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\ncardano_node_metrics_slotNum_int 123456\n", name, name, v)
+		fmt.Fprintf(w, "# TYPE %s gauge\n%s %d\n", name, name, v)
+		if !*noTip {
+			fmt.Fprintf(w, "cardano_node_metrics_slotNum_int %d\n", tipSlot())
+		}
+		if k := loadedKES.Load(); k >= 0 && forging.Load() {
+			fmt.Fprintf(w, "cardano_node_metrics_operationalCertificateStartKESPeriod_int %d\n", k)
+		}
 	})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) {
 		if exists(*unhealthy) {

@@ -20,7 +20,7 @@ func (p *Pod) nodeContainer() *container {
 		"--shelley-kes-key", p.IPC("kes.skey"), "--shelley-vrf-key", p.IPC("vrf.skey"),
 		"--shelley-operational-certificate", p.IPC("node.cert"), "--socket-path", p.IPC("node.socket"),
 		"--start-as-non-producing-node", "--record", p.Record(), "--unhealthy-file", p.UnhealthyFile(),
-		"--metrics-broken-file", p.BrokenGaugeFile()},
+		"--metrics-broken-file", p.BrokenGaugeFile(), "--tip-lag-file", p.TipLagFile()},
 		p.Spec.NodeArgs...)
 	return &container{name: "cardano-node", argv: argv, uid: p.Spec.NodeUID}
 }

@@ -96,6 +96,14 @@ func (p *Pod) UnhealthyFile() string { return filepath.Join(p.Dir, "unhealthy") 
 // BrokenGaugeFile makes the stand-in's /metrics answer 503 while it exists.
 func (p *Pod) BrokenGaugeFile() string { return filepath.Join(p.Dir, "broken-gauge") }
 
+// TipLagFile holds how many slots the stand-in's tip lags the wall clock.
+func (p *Pod) TipLagFile() string { return filepath.Join(p.Dir, "tip-lag") }
+
+// SetTipLag makes the stand-in's tip lag the wall clock by slots.
+func (p *Pod) SetTipLag(slots int) error {
+	return os.WriteFile(p.TipLagFile(), []byte(strconv.Itoa(slots)), 0o644)
+}
+
 // Log is the path of a container's log.
 func (p *Pod) Log(container string) string { return filepath.Join(p.Dir, "logs", container+".log") }
 
