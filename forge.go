@@ -283,7 +283,9 @@ type nodeState struct {
 	socketFails      int // consecutive failed connects since it answered
 	gaugeErr         error
 	gaugeErrSince    time.Time
-	signalErr        error // the last signal failed (EPERM, ...): not eligible
+	chain            nodeGauges // the last good reading of the node's metrics
+	chainAt          time.Time  // when it was read; zero: none yet
+	signalErr        error      // the last signal failed (EPERM, ...): not eligible
 	findErr          error
 	unlinkFailed     bool
 }

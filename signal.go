@@ -51,8 +51,9 @@ type nodeAccess interface {
 	alive(p nodeProc) (bool, error)
 	signal(p nodeProc, sig unix.Signal) error
 	socketAnswers() bool
-	// forging reads the gauge: exactly 0 or 1, anything else is an error.
-	forging(ctx context.Context) (bool, error)
+	// gauges reads the node's metrics: the forging gauge exactly 0 or 1
+	// (anything else is an error), and the chain gauges it exports.
+	gauges(ctx context.Context) (nodeGauges, error)
 	// started is when this sidecar started, in the unit of nodeProc.Start:
 	// a node that started later was started non-producing by the kubelet.
 	started() uint64
@@ -83,8 +84,8 @@ func (h *hostNode) candidates() ([]nodeProc, error)          { return h.fs.findN
 func (h *hostNode) alive(p nodeProc) (bool, error)           { return h.fs.alive(p) }
 func (h *hostNode) signal(p nodeProc, sig unix.Signal) error { return h.fs.signal(p, sig) }
 func (h *hostNode) socketAnswers() bool                      { return socketAnswers(h.socket) }
-func (h *hostNode) forging(ctx context.Context) (bool, error) {
-	return readForging(ctx, h.metricsURL)
+func (h *hostNode) gauges(ctx context.Context) (nodeGauges, error) {
+	return readNodeMetrics(ctx, h.metricsURL)
 }
 func (h *hostNode) started() uint64 { return h.self }
 
@@ -235,58 +236,105 @@ func socketAnswers(path string) bool {
 // The node's forging gauge, with and without the _int suffix (docs/design.md, The node).
 var forgingMetrics = []string{"cardano_node_metrics_forging_enabled_int", "cardano_node_metrics_forging_enabled"}
 
+// The chain gauges read from the same page (cardano-node-facts G1): the
+// tip's slot, and the loaded certificate's start KES period under the new
+// and the legacy tracing's names.
+var (
+	slotMetrics     = []string{"cardano_node_metrics_slotNum_int"}
+	kesStartMetrics = []string{"cardano_node_metrics_operationalCertificateStartKESPeriod_int",
+		"cardano_node_Forge_metrics_operationalCertificateStartKESPeriod_int"}
+)
+
+// nodeGauges is one reading of the node's metrics. slot and kesStart are
+// -1 when the node does not export them.
+type nodeGauges struct {
+	forging        bool
+	slot, kesStart int64
+}
+
 // metricsClient reads the node's Prometheus endpoint. Local and small, so a
 // short timeout: the control loop waits on it.
 var metricsClient = &http.Client{Timeout: time.Second}
 
-// readForging fetches url and returns the node's forging gauge.
-func readForging(ctx context.Context, url string) (bool, error) {
+// readNodeMetrics fetches url and returns the node's gauges.
+func readNodeMetrics(ctx context.Context, url string) (nodeGauges, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, err
+		return nodeGauges{}, err
 	}
 	resp, err := metricsClient.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("node metrics: %w", err)
+		return nodeGauges{}, fmt.Errorf("node metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, fmt.Errorf("node metrics %s: HTTP %d", url, resp.StatusCode)
+		return nodeGauges{}, fmt.Errorf("node metrics %s: HTTP %d", url, resp.StatusCode)
 	}
-	return parseForging(io.LimitReader(resp.Body, 4<<20))
+	return parseNodeMetrics(io.LimitReader(resp.Body, 4<<20))
 }
 
-// parseForging finds the forging gauge in Prometheus text exposition: a line
-// "name value" or "name{labels} value". Only exactly 0 and 1 mean anything:
-// NaN, 0.5 or 2 say the node cannot be understood, which is not "off".
-func parseForging(r io.Reader) (bool, error) {
+// parseNodeMetrics reads Prometheus text exposition: lines "name value" or
+// "name{labels} value". For the forging gauge only exactly 0 and 1 mean
+// anything: NaN, 0.5 or 2 say the node cannot be understood, which is not
+// "off", and its absence is an error. The chain gauges are whole numbers
+// when present; anything else counts as not exported.
+func parseNodeMetrics(r io.Reader) (nodeGauges, error) {
+	g := nodeGauges{slot: -1, kesStart: -1}
+	var forging string
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		for _, m := range forgingMetrics {
-			rest, ok := strings.CutPrefix(line, m)
-			if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
-				continue
-			}
-			if i := strings.LastIndexByte(rest, '}'); rest[0] == '{' && i >= 0 {
-				rest = rest[i+1:]
-			}
-			f := strings.Fields(rest)
-			if len(f) == 0 {
-				return false, fmt.Errorf("node metrics: %s has no value", m)
-			}
-			v, err := strconv.ParseFloat(f[0], 64)
-			if err != nil || (v != 0 && v != 1) {
-				return false, fmt.Errorf("node metrics: %s value %q: want exactly 0 or 1", m, f[0])
-			}
-			return v == 1, nil
+		if v, ok := sample(line, forgingMetrics); ok && forging == "" {
+			forging = v
+		}
+		if v, ok := sample(line, slotMetrics); ok && g.slot < 0 {
+			g.slot = wholeNumber(v)
+		}
+		if v, ok := sample(line, kesStartMetrics); ok && g.kesStart < 0 {
+			g.kesStart = wholeNumber(v)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("node metrics: %w", err)
+		return g, fmt.Errorf("node metrics: %w", err)
 	}
-	return false, fmt.Errorf("node metrics: no %s or %s (is the node's PrometheusSimple backend on?)", forgingMetrics[0], forgingMetrics[1])
+	if forging == "" {
+		return g, fmt.Errorf("node metrics: no %s or %s (is the node's PrometheusSimple backend on?)", forgingMetrics[0], forgingMetrics[1])
+	}
+	v, err := strconv.ParseFloat(forging, 64)
+	if err != nil || (v != 0 && v != 1) {
+		return g, fmt.Errorf("node metrics: forging gauge value %q: want exactly 0 or 1", truncate(forging, 32))
+	}
+	g.forging = v == 1
+	return g, nil
+}
+
+// sample is the value of line if it is a sample of one of names ("" when
+// the line has a name and no value).
+func sample(line string, names []string) (string, bool) {
+	for _, m := range names {
+		rest, ok := strings.CutPrefix(line, m)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		if i := strings.LastIndexByte(rest, '}'); rest[0] == '{' && i >= 0 {
+			rest = rest[i+1:]
+		}
+		if f := strings.Fields(rest); len(f) > 0 {
+			return f[0], true
+		}
+		return "", true
+	}
+	return "", false
+}
+
+// wholeNumber is v as a non-negative integer, -1 if it is not one.
+func wholeNumber(v string) int64 {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 1<<53 || f != float64(int64(f)) {
+		return -1
+	}
+	return int64(f)
 }
 
 // nodeTracker follows the node's incarnations and what each was told: the
@@ -430,12 +478,15 @@ func (nt *nodeTracker) checkSocket(now time.Time) {
 // readGauge reads the forging gauge and moves the state by it.
 func (nt *nodeTracker) readGauge(ctx context.Context, now time.Time) {
 	n := &nt.n
-	v, err := nt.host.forging(ctx)
+	g, err := nt.host.gauges(ctx)
 	r := readNone
+	if err == nil {
+		n.chain, n.chainAt = g, now
+	}
 	switch {
 	case err != nil && n.gaugeErr == nil:
 		n.gaugeErrSince = now
-	case err == nil && v:
+	case err == nil && g.forging:
 		r = readOn
 	case err == nil:
 		r = readOff

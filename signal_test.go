@@ -39,7 +39,8 @@ func TestParseForging(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseForging(strings.NewReader(tc.body))
+			g, err := parseNodeMetrics(strings.NewReader(tc.body))
+			got := g.forging
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("got %v, %v; want error containing %q", got, err, tc.err)
@@ -50,6 +51,31 @@ func TestParseForging(t *testing.T) {
 				t.Errorf("got %v, %v; want %v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestParseChainGauges: the tip's slot and the certificate's start period
+// when exported, under either tracing's name; -1 when absent or not a
+// whole number, which is "unknown", never 0.
+func TestParseChainGauges(t *testing.T) {
+	const on = "cardano_node_metrics_forging_enabled_int 1\n"
+	tests := []struct {
+		name, body     string
+		slot, kesStart int64
+	}{
+		{"both", on + "cardano_node_metrics_slotNum_int 1.7e+08\ncardano_node_metrics_operationalCertificateStartKESPeriod_int 1500\n", 170000000, 1500},
+		{"legacy KES name", on + "cardano_node_Forge_metrics_operationalCertificateStartKESPeriod_int 7\n", -1, 7},
+		{"none", on, -1, -1},
+		{"not whole", on + "cardano_node_metrics_slotNum_int 12.5\n", -1, -1},
+		{"negative", on + "cardano_node_metrics_slotNum_int -3\n", -1, -1},
+		{"NaN", on + "cardano_node_metrics_slotNum_int NaN\n", -1, -1},
+		{"a longer name is another", on + "cardano_node_metrics_slotNum_intx 5\n", -1, -1},
+	}
+	for _, tc := range tests {
+		g, err := parseNodeMetrics(strings.NewReader(tc.body))
+		if err != nil || g.slot != tc.slot || g.kesStart != tc.kesStart {
+			t.Errorf("%s: slot %d, KES start %d, %v; want %d, %d", tc.name, g.slot, g.kesStart, err, tc.slot, tc.kesStart)
+		}
 	}
 }
 
