@@ -83,3 +83,53 @@ func (w kesWindow) problem() string {
 	}
 	return ""
 }
+
+// kesProblem says why the loaded certificate may not forge now ("" if it
+// may): outside its KES window, or a clock before the network began.
+func (s *sidecar) kesProblem(now time.Time) string {
+	w, err := s.chain.kesWindow(s.keyset.cert.kesPeriod, now)
+	if err != nil {
+		return err.Error()
+	}
+	return w.problem()
+}
+
+// tipProblem says why the node's chain is not fit to forge on ("" if it
+// is): its tip lags the wall-clock slot by more than MAX_TIP_LAG, or it
+// does not say where its tip is, which is not "at the tip" (SPEC 12).
+func (s *sidecar) tipProblem(now time.Time) string {
+	n := &s.node.n
+	if s.tm.maxTipLag == 0 {
+		return ""
+	}
+	if n.chainAt.IsZero() {
+		return "the node's tip is not known yet: no reading of its metrics"
+	}
+	if n.chain.slot < 0 {
+		return "the node reports no tip (no cardano_node_metrics_slotNum_int at NODE_METRICS_URL), so whether it is in sync is unknown: " +
+			"turn on its ChainDB metrics, or set MAX_TIP_LAG=0 to forge without a tip check"
+	}
+	lag, err := s.tipLag(now)
+	if err != nil {
+		return err.Error()
+	}
+	if lag > s.tm.maxTipLag {
+		return fmt.Sprintf("the node's tip is %d slots behind the wall clock (tip slot %d; MAX_TIP_LAG=%d): it is syncing, replaying or stuck",
+			lag, n.chain.slot, s.tm.maxTipLag)
+	}
+	return ""
+}
+
+// tipLag is how many slots the node's last reported tip is behind the
+// wall-clock slot (0 if it is ahead).
+func (s *sidecar) tipLag(now time.Time) (uint64, error) {
+	wall, err := s.chain.slotAt(now)
+	if err != nil {
+		return 0, err
+	}
+	tip := uint64(s.node.n.chain.slot)
+	if tip >= wall {
+		return 0, nil
+	}
+	return wall - tip, nil
+}

@@ -571,7 +571,7 @@ func TestInvariant5NewKeysThenStepDown(t *testing.T) {
 			os.Remove(a.cfg.SourceVRF) // and the Secret breaks right after
 		}
 	}
-	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
+	rotate(t, a.cfg, "rotated")
 	w.run(30 * time.Second)
 	w.noOverlap()
 	if a.node.on {
@@ -799,7 +799,7 @@ func TestInvariant4SuccessorDisableInsideUnsure(t *testing.T) {
 			a.api.refuse, a.api.down = nil, true // the successor's disable is out; from now on calls hang
 		}
 	}
-	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
+	rotate(t, a.cfg, "rotated")
 	w.runUntil(10*time.Second, "the reload", func() bool { return a.stopped })
 	w.run(300 * time.Millisecond)
 	w.startSidecar(a)
@@ -817,7 +817,7 @@ func TestInvariant1NoEnableCloseToTheDeadline(t *testing.T) {
 	a.api.refuse = apierrors.NewServiceUnavailable("busy")
 	a.node.slowOn = 3 * time.Second
 	w.runUntil(10*time.Second, "8 s after the renew", func() bool { return !w.clock.now().Before(fence.Add(-2 * time.Second)) })
-	putSecret(t, a.cfg.SourceKES, envelope("KesSigningKey_ed25519_kes_2^6", "rotated"))
+	rotate(t, a.cfg, "rotated")
 	w.run(20 * time.Second)
 	for _, sp := range a.node.spans {
 		if end := w.end(sp); end.After(fence.Add(200 * time.Millisecond)) {

@@ -93,25 +93,46 @@ func readEnvelope(cr credential) ([]byte, error) {
 	case len(b) > maxEnvelope:
 		return nil, fmt.Errorf("%s: larger than %d bytes, not a key file", where, maxEnvelope)
 	}
+	typ, _, err := envelopeOf(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if !strings.HasPrefix(typ, cr.kind) {
+		for kind, slot := range slotOf {
+			if strings.HasPrefix(typ, kind) {
+				return nil, fmt.Errorf("%s: holds a %s, want a %s (a %s belongs in %s)", where, kind, cr.kind, kind, slot)
+			}
+		}
+		return nil, fmt.Errorf("%s: holds an envelope of type %q, want a %s", where, truncate(typ, 64), cr.kind)
+	}
+	return b, nil
+}
+
+// envelopeOf reads a cardano text envelope: its type and its CBOR payload.
+func envelopeOf(b []byte) (string, []byte, error) {
 	var env struct {
 		Type    string `json:"type"`
 		CBORHex string `json:"cborHex"`
 	}
 	if json.Unmarshal(b, &env) != nil {
-		return nil, fmt.Errorf("%s: not a cardano text envelope (want JSON with type and cborHex)", where)
+		return "", nil, errors.New("not a cardano text envelope (want JSON with type and cborHex)")
 	}
-	if !strings.HasPrefix(env.Type, cr.kind) {
-		for kind, slot := range slotOf {
-			if strings.HasPrefix(env.Type, kind) {
-				return nil, fmt.Errorf("%s: holds a %s, want a %s (a %s belongs in %s)", where, kind, cr.kind, kind, slot)
-			}
-		}
-		return nil, fmt.Errorf("%s: holds an envelope of type %q, want a %s", where, truncate(env.Type, 64), cr.kind)
+	raw, err := hex.DecodeString(env.CBORHex)
+	if err != nil || env.CBORHex == "" {
+		return "", nil, errors.New("cborHex is empty or not hex")
 	}
-	if _, err := hex.DecodeString(env.CBORHex); err != nil || env.CBORHex == "" {
-		return nil, fmt.Errorf("%s: cborHex is empty or not hex", where)
+	return env.Type, raw, nil
+}
+
+// validateSources checks what the three envelopes (in the order of
+// credentials) prove together (opcert.go): an error here is a set Cardano's
+// tools did not make, or another pool's.
+func validateSources(data [][]byte, poolID string) (keySet, error) {
+	var payload [3][]byte
+	for i, b := range data {
+		_, payload[i], _ = envelopeOf(b) // readEnvelope checked each
 	}
-	return b, nil
+	return checkKeySet(payload[0], payload[1], payload[2], poolID)
 }
 
 // plainPathError keeps the operation and the reason but drops the path (the
@@ -347,6 +368,13 @@ func runInit(c *config, log *slog.Logger) error {
 	data, _, err := readSources(creds)
 	if err != nil {
 		return err
+	}
+	ks, err := validateSources(data, c.PoolID)
+	if err != nil {
+		return err
+	}
+	if w, err := c.chain().kesWindow(ks.cert.kesPeriod, time.Now()); err != nil || w.problem() != "" {
+		log.Warn("this node will not be allowed to forge with these keys", "reason", errString(err)+w.problem())
 	}
 	var all []*staged
 	add := func(what, path string, mode uint32, fill func(*os.File) error) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"forge-manager/internal/testenv"
 )
 
 func runCmd(t *testing.T, e env, cmd string) (string, error) {
@@ -382,5 +385,36 @@ func TestCommitRollsBack(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("left behind: %v", entries)
+	}
+}
+
+// TestInitRefusesAnotherPoolsKeys: with POOL_ID a pool id, the keys must
+// prove it; init (start-up) refuses another pool's keys, naming both ids,
+// and writes nothing. The keys' own id, in either spelling, passes.
+func TestInitRefusesAnotherPoolsKeys(t *testing.T) {
+	dir := t.TempDir()
+	e := keyEnv(t, dir)
+	cert, _ := os.ReadFile(e["SOURCE_OP_CERT"])
+	_, raw, _ := envelopeOf(cert)
+	oc, _ := parseOpCert(raw)
+	mine := keySet{pool: hex.EncodeToString(oc.poolID())}
+	other := testenv.Keys(testenv.KeySpec{Cold: "another pool"})
+	_, rawOther, _ := envelopeOf(other["node.cert"])
+	ocOther, _ := parseOpCert(rawOther)
+	theirs := keySet{pool: hex.EncodeToString(ocOther.poolID())}
+
+	e["POOL_ID"] = theirs.poolBech32()
+	_, err := runCmd(t, e, "init")
+	if err == nil || !strings.Contains(err.Error(), theirs.pool) || !strings.Contains(err.Error(), mine.poolBech32()) {
+		t.Fatalf("init with another pool's POOL_ID: %v; want both ids named", err)
+	}
+	if _, err := os.Stat(e["TARGET_OP_CERT"]); err == nil {
+		t.Error("credentials written although the keys disprove POOL_ID")
+	}
+	for _, id := range []string{mine.pool, mine.poolBech32(), "my-pool"} {
+		e["POOL_ID"] = id
+		if _, err := runCmd(t, e, "init"); err != nil {
+			t.Errorf("POOL_ID=%s: %v", id, err)
+		}
 	}
 }

@@ -43,6 +43,9 @@ type sidecar struct {
 
 	sources  [][]byte
 	digest   string
+	keyset   keySet    // what sources prove (opcert.go)
+	rejected error     // the mounted set, refused while sources stay the last good one
+	chain    slotClock // the network's (chain.go)
 	stopping bool
 	leading  bool   // as of the last pass, for transition logs
 	released bool   // the last leadership ended by our release
@@ -50,6 +53,7 @@ type sidecar struct {
 	why      string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
+	rejectTrouble                                                trouble
 	clusterTrouble                                               trouble
 	inherit                                                      inheritance
 }
@@ -59,6 +63,7 @@ type loopTiming struct {
 	timing                    // LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD, API_TIMEOUT, SIGHUP_CONFIRM_TIMEOUT
 	probe       time.Duration // the dead-man probe's kill budget (deadmanProbe.budget)
 	socketFails int           // HEALTH_CHECK_FAILURE_THRESHOLD: failed connects that make the node unhealthy
+	maxTipLag   uint64        // MAX_TIP_LAG in slots; 0: no tip check
 }
 
 // replicaNames are what the status says this replica is.
@@ -378,16 +383,29 @@ func (s *sidecar) release(ctx context.Context, now time.Time, f leadership, why 
 	}
 }
 
-// refreshSources re-reads the Secret's files each pass: a rotated key is
-// picked up without a restart, and a broken Secret makes the replica
-// ineligible.
+// refreshSources re-reads the Secret's files each pass: a rotated set is
+// picked up without a restart. A file missing or unreadable makes the
+// replica ineligible; a set that reads but fails validation (opcert.go) is
+// refused, and the last good set, if any, stays (SPEC 12, rotation).
 func (s *sidecar) refreshSources() {
 	data, digest, err := s.keys.read()
 	s.sourceTrouble.set(s.log, err)
-	if err == nil {
-		s.sources, s.digest = data, digest
-	} else {
-		s.sources, s.digest = nil, ""
+	if err != nil || data == nil {
+		s.sources, s.digest, s.keyset, s.rejected = nil, "", keySet{}, nil
+		return
+	}
+	if digest == s.digest {
+		return
+	}
+	ks, err := validateSources(data, s.names.poolID)
+	s.rejectTrouble.set(s.log, err)
+	switch {
+	case err == nil:
+		s.sources, s.digest, s.keyset, s.rejected = data, digest, ks, nil
+	case s.sources != nil:
+		s.rejected = err // the running set stays
+	default:
+		s.rejected = err
 	}
 }
 
@@ -399,8 +417,12 @@ func (s *sidecar) ineligible(now time.Time) string {
 		return s.never
 	case s.stopping:
 		return "shutting down"
+	case s.sources == nil && s.rejected != nil:
+		return "credentials refused: " + s.rejected.Error()
 	case s.sources == nil:
 		return "credentials unusable: " + errString(s.sourceTrouble.err)
+	case s.kesProblem(now) != "":
+		return s.kesProblem(now)
 	case n.presence == nodeAbsent:
 		return "node process not found"
 	case n.presence == nodeHidden:
@@ -418,6 +440,8 @@ func (s *sidecar) ineligible(now time.Time) string {
 	case n.gaugeErr != nil && now.Sub(n.gaugeErrSince) >= s.tm.confirm:
 		return fmt.Sprintf("the node's forging gauge has been unreadable for %s, so no signal can be confirmed (%v): enable its Prometheus endpoint or fix NODE_METRICS_URL",
 			now.Sub(n.gaugeErrSince).Round(time.Second), n.gaugeErr)
+	case s.tipProblem(now) != "":
+		return s.tipProblem(now)
 	case !s.health.healthy():
 		return "health check failing: " + s.health.lastError()
 	}

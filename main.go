@@ -300,7 +300,8 @@ func wireCluster(c *config, tn tenant, identity string, rc *rest.Config, log *sl
 func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, host nodeAccess) *sidecar {
 	s := &sidecar{
 		log: log, now: now, sleep: time.Sleep, board: &board{},
-		tm: loopTiming{timing: c.timing(), probe: c.Probe.budget(), socketFails: c.HealthThreshold},
+		tm:    loopTiming{timing: c.timing(), probe: c.Probe.budget(), socketFails: c.HealthThreshold, maxTipLag: uint64(c.MaxTipLag)},
+		chain: c.chain(),
 		names: replicaNames{pod: c.PodName, lease: c.Namespace + "/" + tn.Lease, network: tn.Network,
 			poolID: tn.PoolID, region: tn.Region, nodeProcess: c.NodeProcessName},
 	}
@@ -325,6 +326,7 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 		s.node.unsure = now().Add(c.ConfirmTimeout) // the last process's last signal has been handled by then
 	}
 	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
+	s.rejectTrouble = trouble{what: "mounted credential set refused; the last good set, if any, stays", ok: "mounted credential set valid again"}
 	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}
 	s.statusTrouble = trouble{what: "CardanoLeader status writes failing", ok: "CardanoLeader status writes working again"}
 	s.clusterTrouble = trouble{what: "cluster-wide coordination calls failing", ok: "cluster-wide coordination calls working again"}

@@ -76,6 +76,8 @@ type simNode struct {
 	hidden    bool                      // not in our PID namespace; its socket answers
 	onSignal  func(unix.Signal)         // called with every signal delivered
 	gaugeLag  time.Duration             // each gauge read takes this long
+	tipLag    uint64                    // its tip is this many slots behind the wall clock
+	noTip     bool                      // it exports no slotNum
 	slowOn    time.Duration             // if set, a SIGHUP that enables takes this long
 
 	restartAt time.Time
@@ -231,20 +233,25 @@ func (n *simNode) socketAnswers() bool {
 	return n.running && !n.noSocket && !n.clock.now().Before(n.upAt)
 }
 
-func (n *simNode) forging(ctx context.Context) (bool, error) {
+func (n *simNode) gauges(ctx context.Context) (nodeGauges, error) {
 	if err := slowCall(ctx, n.clock, n.gaugeLag); err != nil {
-		return false, err
+		return nodeGauges{}, err
 	}
 	n.advance()
+	wall, _ := knownChains["mainnet"].slotAt(n.clock.now())
+	g := nodeGauges{forging: n.on, slot: int64(wall - n.tipLag), kesStart: -1}
+	if n.noTip {
+		g.slot = -1
+	}
 	switch {
 	case n.gaugeErr != nil:
-		return false, n.gaugeErr
+		return nodeGauges{}, n.gaugeErr
 	case !n.running:
-		return false, errors.New("connection refused")
+		return nodeGauges{}, errors.New("connection refused")
 	case n.boot1 && n.handled == 0:
-		return true, nil
+		g.forging = true
 	}
-	return n.on, nil
+	return g, nil
 }
 
 func (n *simNode) started() uint64 { return n.self }
@@ -400,7 +407,7 @@ type world struct {
 }
 
 func newWorld(t *testing.T) *world {
-	return &world{t: t, clock: newClock(), leases: &memLeases{}, leaders: &memLeaders{}}
+	return &world{t: t, clock: &fakeClock{t: simEpoch}, leases: &memLeases{}, leaders: &memLeaders{}}
 }
 
 // boottime is the simulated CLOCK_BOOTTIME of every pod.
@@ -701,3 +708,18 @@ func envelope(typ, secret string) []byte {
 // testSecrets are three key files whose hex holds the marker "secret",
 // which the no-leak checks look for (leaksKey).
 func testSecrets() map[string][]byte { return testenv.FakeKeys("secret") }
+
+// rotate mounts a new valid set as a KES rotation does: a new KES key and
+// a certificate for it with the next counter.
+func rotate(t testing.TB, c *config, marker string) {
+	t.Helper()
+	set := testenv.Keys(testenv.KeySpec{Marker: marker, Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 1})
+	for name, path := range map[string]string{"kes.skey": c.SourceKES, "vrf.skey": c.SourceVRF, "node.cert": c.SourceOpCert} {
+		putSecret(t, path, set[name])
+	}
+}
+
+// simEpoch is when a simulated world's clock starts: the present hour, so
+// the test keys' certificate (valid from the period before now) is valid
+// in it, and the wall-clock slot is mainnet's.
+var simEpoch = time.Now().Truncate(time.Hour)

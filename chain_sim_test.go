@@ -1,0 +1,154 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"forge-manager/internal/testenv"
+)
+
+// SPEC 12 in the simulated world: what the chain and the keys say decides
+// eligibility, fail closed.
+
+// TestTipLaggingReplicaNeverLeads: a replica whose node lags the wall
+// clock by more than MAX_TIP_LAG never takes the lead, even alone; the
+// one at the tip does.
+func TestTipLaggingReplicaNeverLeads(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	a.node.tipLag = 601
+	w.run(40 * time.Second)
+	if a.node.forgedOnce() || w.leases.holder() != "" {
+		t.Fatalf("a node 601 slots behind forged or took the Lease (holder %q)", w.leases.holder())
+	}
+	if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, "slots behind the wall clock") {
+		t.Errorf("reason %q; want the lag named", why)
+	}
+	w.add("bp-1").node.tipLag = 40 // a normal gap between blocks
+	w.settle(40 * time.Second)
+	w.onlyForger("bp-1")
+	if a.node.forgedOnce() {
+		t.Error("the lagging node forged")
+	}
+}
+
+// TestTipLeaderFallsBehindHandsOver: the leader's node falls behind: it
+// hands over (disable, confirm, release) and the standby forges, without
+// overlap; when it catches up it does not take the lead back.
+func TestTipLeaderFallsBehindHandsOver(t *testing.T) {
+	w, a := pair(t)
+	a.node.tipLag = 700
+	w.runUntil(10*time.Second, "bp-1 forging", func() bool { return w.rep("bp-1").node.on })
+	w.noOverlap()
+	if a.node.on || w.leases.holder() != "bp-1_uid" {
+		t.Errorf("bp-0 forging %v, holder %q; want bp-1 holding and forging alone", a.node.on, w.leases.holder())
+	}
+	a.node.tipLag = 0
+	w.run(30 * time.Second)
+	w.onlyForger("bp-1")
+}
+
+// TestTipUnknownIsNotAtTheTip: a node that exports no slotNum is of
+// unknown sync state: never eligible, and the reason says how to fix it.
+func TestTipUnknownIsNotAtTheTip(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	a.node.noTip = true
+	w.run(40 * time.Second)
+	if a.node.forgedOnce() {
+		t.Fatal("a node that does not report its tip forged")
+	}
+	if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, "cardano_node_metrics_slotNum_int") || !strings.Contains(why, "MAX_TIP_LAG=0") {
+		t.Errorf("reason %q; want the missing metric and the way out", why)
+	}
+}
+
+// TestTipCheckOff: MAX_TIP_LAG=0 is the operator's explicit choice to
+// forge without knowing the tip.
+func TestTipCheckOff(t *testing.T) {
+	w := newWorld(t)
+	w.add("bp-0", "MAX_TIP_LAG", "0").node.noTip = true
+	w.settle(40 * time.Second)
+	w.onlyForger("bp-0")
+}
+
+// mount writes a credential set over r's sources.
+func mount(t *testing.T, r *replica, spec testenv.KeySpec) {
+	t.Helper()
+	set := testenv.Keys(spec)
+	for name, path := range map[string]string{"kes.skey": r.cfg.SourceKES, "vrf.skey": r.cfg.SourceVRF, "node.cert": r.cfg.SourceOpCert} {
+		putSecret(t, path, set[name])
+	}
+}
+
+// TestKESOutsideItsWindowNeverForges: a certificate that expired, or that
+// starts after the present period, is never enabled; the reason names the
+// periods.
+func TestKESOutsideItsWindowNeverForges(t *testing.T) {
+	now := testenv.MainnetKESPeriod(simEpoch)
+	for _, tc := range []struct {
+		name string
+		c0   uint64
+		want string
+	}{
+		{"expired", now - 62, "expired at"},
+		{"not valid yet", now + 1, "not valid yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			a := w.add("bp-0")
+			mount(t, a, testenv.KeySpec{Marker: "secret", KESPeriod: tc.c0})
+			w.run(40 * time.Second)
+			if a.node.forgedOnce() {
+				t.Fatal("forged with a certificate outside its KES window")
+			}
+			if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, tc.want) {
+				t.Errorf("reason %q; want %q", why, tc.want)
+			}
+		})
+	}
+}
+
+// TestRefusedSetKeepsTheRunningOne: the leader forges; a new set whose KES
+// key is not the certificate's is mounted: refused, no SIGHUP, forging
+// goes on with the running set. A good set afterwards is loaded with one
+// SIGHUP.
+func TestRefusedSetKeepsTheRunningOne(t *testing.T) {
+	w, a := pair(t)
+	before := len(a.node.sent)
+	hups := a.node.hups
+	mount(t, a, testenv.KeySpec{Marker: "bad", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 0})
+	w.run(20 * time.Second)
+	w.onlyForger("bp-0")
+	if d := a.node.delivered(before); d != "" {
+		t.Errorf("signals %q after a refused set; want none", d)
+	}
+	if a.s.rejected == nil || !strings.Contains(a.s.rejected.Error(), "does not belong to SOURCE_OP_CERT") {
+		t.Errorf("rejected = %v", a.s.rejected)
+	}
+	mount(t, a, testenv.KeySpec{Marker: "good", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 1})
+	w.run(10 * time.Second)
+	w.onlyForger("bp-0")
+	if a.node.hups != hups+1 || a.s.rejected != nil {
+		t.Errorf("%d SIGHUPs for the good set, rejected %v; want 1 and none", a.node.hups-hups, a.s.rejected)
+	}
+}
+
+// TestRefusedSetWithoutARunningOne: a replica that starts with a set that
+// fails validation has nothing to keep: not eligible, the reason named.
+func TestRefusedSetWithoutARunningOne(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	cert, _ := os.ReadFile(a.cfg.SourceOpCert)
+	putSecret(t, a.cfg.SourceOpCert, []byte(strings.Replace(string(cert), `"cborHex": "8284`, `"cborHex": "8285`, 1)))
+	a.s.sources, a.s.digest = nil, "" // as a sidecar starting on this Secret
+	w.run(40 * time.Second)
+	if a.node.forgedOnce() {
+		t.Fatal("forged with a certificate that does not parse")
+	}
+	if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, "credentials refused: SOURCE_OP_CERT") {
+		t.Errorf("reason %q", why)
+	}
+}
