@@ -84,6 +84,34 @@ func (w kesWindow) problem() string {
 	return ""
 }
 
+// chainSnapshot is what /status and the metrics say of the chain and the
+// keys at now.
+func (s *sidecar) chainSnapshot(now time.Time) chainSnapshot {
+	n := &s.node.n
+	v := chainSnapshot{MaxTipLag: s.tm.maxTipLag, CredentialsRefused: errString(s.rejected)}
+	i64 := func(x int64) *int64 { return &x }
+	if !n.chainAt.IsZero() && n.chain.slot >= 0 {
+		v.TipSlot = i64(n.chain.slot)
+		if lag, err := s.tipLag(now); err == nil {
+			v.TipLagSlots = i64(int64(lag))
+		}
+	}
+	if !n.chainAt.IsZero() && n.chain.kesStart >= 0 {
+		v.NodeKESPeriodStart = i64(n.chain.kesStart)
+	}
+	if s.sources == nil || s.keyset.pool == "" {
+		return v
+	}
+	oc := s.keyset.cert
+	v.KeysPoolID, v.KeysPoolIDHex = s.keyset.poolBech32(), s.keyset.pool
+	v.OpCertCounter, v.KESPeriodStart = i64(int64(oc.counter)), i64(int64(oc.kesPeriod))
+	if w, err := s.chain.kesWindow(oc.kesPeriod, now); err == nil {
+		v.KESPeriod, v.KESPeriodsRemaining = i64(int64(w.period)), i64(int64(w.remaining))
+		v.KESExpires = w.expires.UTC().Format(time.RFC3339)
+	}
+	return v
+}
+
 // kesProblem says why the loaded certificate may not forge now ("" if it
 // may): outside its KES window, or a clock before the network began.
 func (s *sidecar) kesProblem(now time.Time) string {

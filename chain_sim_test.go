@@ -152,3 +152,38 @@ func TestRefusedSetWithoutARunningOne(t *testing.T) {
 		t.Errorf("reason %q", why)
 	}
 }
+
+// TestChainStatusAndMetrics: /status and /metrics say where the tip is,
+// which pool the keys prove, and the certificate's KES window; after a
+// rotation the key_pool_id series follows the new keys.
+func TestChainStatusAndMetrics(t *testing.T) {
+	w, a := pair(t)
+	a.node.tipLag = 30
+	w.run(3 * time.Second)
+	v := a.s.board.load().Chain
+	c0 := testenv.MainnetKESPeriod(time.Now()) - 1
+	switch {
+	case v.TipLagSlots == nil || *v.TipLagSlots < 30 || *v.TipLagSlots > 40:
+		t.Errorf("tip lag %v; want about 30", v.TipLagSlots)
+	case !strings.HasPrefix(v.KeysPoolID, "pool1") || len(v.KeysPoolIDHex) != 56:
+		t.Errorf("keys pool %q / %q", v.KeysPoolID, v.KeysPoolIDHex)
+	case v.KESPeriodStart == nil || uint64(*v.KESPeriodStart) != c0 || v.OpCertCounter == nil || *v.OpCertCounter != 0:
+		t.Errorf("KES start %v, counter %v; want %d and 0", v.KESPeriodStart, v.OpCertCounter, c0)
+	case v.KESPeriodsRemaining == nil || *v.KESPeriodsRemaining < 60 || v.KESExpires == "":
+		t.Errorf("remaining %v, expires %q", v.KESPeriodsRemaining, v.KESExpires)
+	}
+	var b strings.Builder
+	a.s.m.write(&b)
+	for _, want := range []string{`forge_manager_keys_info{`, `key_pool_id="` + v.KeysPoolID + `"} 1`, "cardano_kes_periods_remaining{", "cardano_node_tip_lag_slots{"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	mount(t, a, testenv.KeySpec{Marker: "new", Cold: "another pool", KESPeriod: testenv.MainnetKESPeriod(simEpoch)})
+	w.run(3 * time.Second)
+	b.Reset()
+	a.s.m.write(&b)
+	if n := strings.Count(b.String(), "forge_manager_keys_info{"); n != 1 || strings.Contains(b.String(), v.KeysPoolID) {
+		t.Errorf("%d keys_info series after the keys changed pool; want 1, the new pool's", n)
+	}
+}

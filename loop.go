@@ -629,6 +629,8 @@ func (s *sidecar) publish(now time.Time, f leadership) {
 	if s.cl != nil {
 		v.Cluster = s.cl.snapshot(now, s.el.leadingAt(now), s.health.healthy())
 	}
+	v.Chain = s.chainSnapshot(now)
+	s.m.keysInfo(v.Chain.KeysPoolID)
 	v.Role = "standby"
 	switch {
 	case f.leading:

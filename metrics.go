@@ -19,8 +19,9 @@ import (
 )
 
 type metricSet struct {
-	set    *metrics.Set
-	labels string // the tenant labels, rendered once
+	set      *metrics.Set
+	labels   string // the tenant labels, rendered once
+	keysPool string // the key_pool_id of forge_manager_keys_info now
 }
 
 // newMetricSet declares every series on b, with labels (key, value pairs)
@@ -53,6 +54,28 @@ func newMetricSet(b *board, labels ...string) *metricSet {
 		name := st.String()
 		m.gauge("forge_manager_node_forging_state", view(func(v *snapshot) float64 { return b2f(v.ForgingState == name) }), "state", name)
 	}
+	// The chain and the keys (SPEC 12); -1 while unknown.
+	opt := func(f func(c *chainSnapshot) *int64) func() float64 {
+		return view(func(v *snapshot) float64 {
+			if p := f(&v.Chain); p != nil {
+				return float64(*p)
+			}
+			return -1
+		})
+	}
+	m.gauge("cardano_node_tip_lag_slots", opt(func(c *chainSnapshot) *int64 { return c.TipLagSlots }))
+	m.gauge("cardano_opcert_counter", opt(func(c *chainSnapshot) *int64 { return c.OpCertCounter }))
+	m.gauge("cardano_kes_period_start", opt(func(c *chainSnapshot) *int64 { return c.KESPeriodStart }))
+	m.gauge("cardano_kes_period_current", opt(func(c *chainSnapshot) *int64 { return c.KESPeriod }))
+	m.gauge("cardano_kes_periods_remaining", opt(func(c *chainSnapshot) *int64 { return c.KESPeriodsRemaining }))
+	m.gauge("cardano_kes_expiry_timestamp_seconds", view(func(v *snapshot) float64 {
+		t, err := time.Parse(time.RFC3339, v.Chain.KESExpires)
+		if err != nil {
+			return -1
+		}
+		return float64(t.Unix())
+	}))
+	m.gauge("forge_manager_credentials_refused", view(func(v *snapshot) float64 { return b2f(v.Chain.CredentialsRefused != "") }))
 	m.gauge("forge_manager_build_info", func() float64 { return 1 }, "version", version, "goversion", runtime.Version())
 	// Created up front so every series exists from the first scrape.
 	m.leadershipChanges()
@@ -81,6 +104,23 @@ func (m *metricSet) clusterGauges(b *board) {
 	m.gauge("cardano_forge_health_status", view(func(v *clusterSnapshot) float64 { return b2f(v.Healthy) }))
 	m.gauge("cardano_forge_priority", view(func(v *clusterSnapshot) float64 { return float64(v.EffectivePriority) }))
 	m.gauge("forge_manager_cluster_rank", view(func(v *clusterSnapshot) float64 { return float64(v.Rank) }))
+}
+
+// keysInfo names the pool the loaded keys prove (opcert.go), whatever
+// POOL_ID says: an alert sums forging by it across namespaces and
+// elections, so the same keys forging under two of them is seen. Called by
+// the loop only.
+func (m *metricSet) keysInfo(pool string) {
+	if pool == m.keysPool {
+		return
+	}
+	if m.keysPool != "" {
+		m.set.UnregisterMetric(m.name("forge_manager_keys_info", "key_pool_id", m.keysPool))
+	}
+	m.keysPool = pool
+	if pool != "" {
+		m.gauge("forge_manager_keys_info", func() float64 { return 1 }, "key_pool_id", pool)
+	}
 }
 
 func (m *metricSet) name(name string, kv ...string) string {

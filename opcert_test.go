@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"forge-manager/internal/testenv"
 )
 
 // realSet is one credential triple of testdata/cardano/bulk-creds-k2.json,
@@ -191,4 +193,26 @@ func FuzzParseOpCert(f *testing.F) {
 			t.Fatalf("accepted %x with a trailing byte", b)
 		}
 	})
+}
+
+// TestTestKeysAreRealShaped: the test sets' KES tails and hot keys are the
+// real file's, and a set made from them passes every check.
+func TestTestKeysAreRealShaped(t *testing.T) {
+	for i, s := range realSets(t) {
+		if got := hex.EncodeToString(s.kes[len(s.kes)-64:]); got != testenv.KESTails[i] {
+			t.Errorf("KESTails[%d] is not the real key's tail", i)
+		}
+		if got := hex.EncodeToString(kesVerificationKey(s.kes[3:])); got != testenv.KESHot[i] {
+			t.Errorf("KESHot[%d] = %s, the real key's is %s", i, testenv.KESHot[i], got)
+		}
+	}
+	set := testenv.Keys(testenv.KeySpec{Marker: "x", Counter: 300, KESPeriod: 1500, KES: 1, CertFor: 1})
+	var payload [3][]byte
+	for i, name := range []string{"kes.skey", "vrf.skey", "node.cert"} {
+		_, payload[i], _ = envelopeOf(set[name])
+	}
+	ks, err := checkKeySet(payload[0], payload[1], payload[2], "")
+	if err != nil || ks.cert.counter != 300 || ks.cert.kesPeriod != 1500 {
+		t.Errorf("a test set: %v, counter %d, period %d", err, ks.cert.counter, ks.cert.kesPeriod)
+	}
 }

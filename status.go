@@ -46,6 +46,8 @@ type snapshot struct {
 	// Cluster is the cluster-wide view (cluster.go); nil without cluster
 	// management.
 	Cluster *clusterSnapshot `json:"cluster,omitempty"`
+	// Chain is what the node's chain and the credentials say (SPEC 12).
+	Chain chainSnapshot `json:"chain"`
 
 	ready      bool
 	renewedAt  time.Time
@@ -69,6 +71,23 @@ type clusterSnapshot struct {
 	Reason            string `json:"reason,omitempty"`
 	Healthy           bool   `json:"healthy"`
 	LocalLeader       bool   `json:"localLeader"`
+}
+
+// chainSnapshot: the node's tip against the wall clock, and the loaded
+// certificate's identity and KES window. Pointers are nil when unknown.
+type chainSnapshot struct {
+	TipSlot             *int64 `json:"tipSlot,omitempty"`
+	TipLagSlots         *int64 `json:"tipLagSlots,omitempty"`
+	MaxTipLag           uint64 `json:"maxTipLag"`
+	KeysPoolID          string `json:"keysPoolID,omitempty"` // the pool the cold key proves, bech32
+	KeysPoolIDHex       string `json:"keysPoolIDHex,omitempty"`
+	OpCertCounter       *int64 `json:"opCertCounter,omitempty"`
+	KESPeriodStart      *int64 `json:"kesPeriodStart,omitempty"`
+	KESPeriod           *int64 `json:"kesPeriod,omitempty"`
+	KESPeriodsRemaining *int64 `json:"kesPeriodsRemaining,omitempty"`
+	KESExpires          string `json:"kesExpires,omitempty"`
+	NodeKESPeriodStart  *int64 `json:"nodeKesPeriodStart,omitempty"` // the node's own gauge, when exported
+	CredentialsRefused  string `json:"credentialsRefused,omitempty"`
 }
 
 // statusServer answers the endpoints from the board.
