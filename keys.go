@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -58,13 +59,28 @@ func targets(creds []credential) []string {
 // so a key in the wrong slot is reported with both variables.
 var slotOf = map[string]string{"KesSigningKey": "SOURCE_KES_KEY", "VrfSigningKey": "SOURCE_VRF_KEY", "NodeOperationalCertificate": "SOURCE_OP_CERT"}
 
-// readSources reads and checks all three sources; the bundle's digest tells
-// whether the keys changed since the node last loaded them.
+// readSources reads and checks all three sources from one generation of
+// their Secret volume; the bundle's digest tells whether the keys changed
+// since the node last loaded them. A read that races the kubelet's swap
+// (the generation read from is removed) is read again from the new one.
 func readSources(creds []credential) ([][]byte, string, error) {
+	var err error
+	for range 3 {
+		var data [][]byte
+		var digest string
+		data, digest, err = readGeneration(creds, generationPaths(creds))
+		if !errors.Is(err, fs.ErrNotExist) {
+			return data, digest, err
+		}
+	}
+	return nil, "", err
+}
+
+func readGeneration(creds []credential, paths []string) ([][]byte, string, error) {
 	data := make([][]byte, len(creds))
 	h := sha256.New()
 	for i, cr := range creds {
-		b, err := readEnvelope(cr)
+		b, err := readEnvelope(cr, paths[i])
 		if err != nil {
 			return nil, "", err
 		}
@@ -74,11 +90,40 @@ func readSources(creds []credential) ([][]byte, string, error) {
 	return data, hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// readEnvelope reads one source and checks it is a cardano text envelope of
-// the expected kind. Errors name the variable and the file, never contents.
-func readEnvelope(cr credential) ([]byte, error) {
+// generationPaths resolves a Secret volume once. There each file is a link
+// ..data/<name>, and ..data a link to the current generation's directory,
+// which the kubelet swaps atomically on an update: through one resolution
+// of ..data the three files come from one generation, never a mix of two
+// (a new certificate with the old KES key). A source that is not laid out
+// so is read as it is.
+func generationPaths(creds []credential) []string {
+	gens := map[string]string{}
+	out := make([]string, len(creds))
+	for i, cr := range creds {
+		out[i] = cr.source
+		dir, base := filepath.Split(cr.source)
+		if l, err := os.Readlink(cr.source); err != nil || l != filepath.Join("..data", base) {
+			continue
+		}
+		gen, ok := gens[dir]
+		if !ok {
+			g, err := os.Readlink(filepath.Join(dir, "..data"))
+			if err != nil || strings.Contains(g, "/") {
+				continue
+			}
+			gen, gens[dir] = g, g
+		}
+		out[i] = filepath.Join(dir, gen, base)
+	}
+	return out
+}
+
+// readEnvelope reads one source (from path, its file in one generation)
+// and checks it is a cardano text envelope of the expected kind. Errors
+// name the variable and the file, never contents.
+func readEnvelope(cr credential, path string) ([]byte, error) {
 	where := fmt.Sprintf("%s=%s", cr.sourceVar, cr.source)
-	f, err := os.Open(cr.source)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", where, plainPathError(err))
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -416,5 +418,54 @@ func TestInitRefusesAnotherPoolsKeys(t *testing.T) {
 		if _, err := runCmd(t, e, "init"); err != nil {
 			t.Errorf("POOL_ID=%s: %v", id, err)
 		}
+	}
+}
+
+// secretVolume lays dir out as the kubelet does a Secret volume: files in
+// generation gen, ..data linked to it, each name linked to ..data/name.
+func secretVolume(t *testing.T, dir, gen string, files map[string][]byte) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(dir, gen), 0o755)
+	for name, b := range files {
+		os.WriteFile(filepath.Join(dir, gen, name), b, 0o400)
+		os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name))
+	}
+	os.Symlink(gen, filepath.Join(dir, "..data_tmp"))
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSecretReadFromOneGeneration: the three files are read through one
+// resolution of ..data, so every path is inside one generation's
+// directory, never through the per-file links a swap can change between
+// two reads; a generation removed under the read is read again from the
+// new one.
+func TestSecretReadFromOneGeneration(t *testing.T) {
+	dir := t.TempDir()
+	e := keyEnv(t, t.TempDir())
+	c, err := loadConfig(env{"SOURCE_KES_KEY": filepath.Join(dir, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(dir, "vrf.skey"),
+		"SOURCE_OP_CERT": filepath.Join(dir, "node.cert"), "TARGET_KES_KEY": e["TARGET_KES_KEY"], "TARGET_VRF_KEY": e["TARGET_VRF_KEY"],
+		"TARGET_OP_CERT": e["TARGET_OP_CERT"]}.lookup, "init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := credentials(c)
+	a, b := testenv.FakeKeys("gen-a"), testenv.FakeKeys("gen-b")
+	secretVolume(t, dir, "..2026_12_01_a", a)
+	for i, p := range generationPaths(creds) {
+		if filepath.Dir(p) != filepath.Join(dir, "..2026_12_01_a") {
+			t.Errorf("%s read at %s, not inside the generation", creds[i].sourceVar, p)
+		}
+	}
+	paths := generationPaths(creds)
+	secretVolume(t, dir, "..2026_12_01_b", b) // the kubelet swaps ..data
+	os.RemoveAll(filepath.Join(dir, "..2026_12_01_a"))
+	if _, _, err := readGeneration(creds, paths); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("reading the removed generation: %v; want not found", err)
+	}
+	data, _, err := readSources(creds)
+	if err != nil || !bytes.Equal(data[0], b["kes.skey"]) || !bytes.Equal(data[2], b["node.cert"]) {
+		t.Fatalf("after the swap: %v; want generation b whole", err)
 	}
 }

@@ -172,20 +172,53 @@ func (p *Pod) prepareDirs() error {
 			return err
 		}
 	}
-	for name, b := range p.Spec.Secrets {
-		path := filepath.Join(p.Dir, "secrets", name)
-		if err := os.WriteFile(path, b, 0o400); err != nil {
-			return err
-		}
-		if err := os.Chown(path, uid, uid); err != nil {
-			return err
-		}
+	if err := p.UpdateSecret(p.Spec.Secrets); err != nil {
+		return err
 	}
 	sa := map[string][]byte{"token": []byte(p.Spec.Tenant.SAToken), "ca.crt": p.Spec.CA, "namespace": []byte(p.Spec.Tenant.Namespace)}
 	for name, b := range sa {
 		if err := os.WriteFile(filepath.Join(p.Dir, "sa", name), b, 0o644); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// UpdateSecret writes the pod's Secret volume as the kubelet does (its
+// AtomicWriter): the files in a new timestamped directory, a ..data link
+// swapped to it by a rename, each name a link to ..data/<name>, and the
+// previous generation removed.
+func (p *Pod) UpdateSecret(files map[string][]byte) error {
+	dir := filepath.Join(p.Dir, "secrets")
+	gen := fmt.Sprintf("..%s.%d", time.Now().UTC().Format("2006_01_02_15_04_05"), time.Now().UnixNano())
+	if err := os.Mkdir(filepath.Join(dir, gen), 0o755); err != nil {
+		return err
+	}
+	for name, b := range files {
+		path := filepath.Join(dir, gen, name)
+		if err := os.WriteFile(path, b, 0o400); err != nil {
+			return err
+		}
+		if err := os.Chown(path, p.Spec.UID, p.Spec.UID); err != nil {
+			return err
+		}
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	if err := os.Symlink(gen, filepath.Join(dir, "..data_tmp")); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		return err
+	}
+	for name := range files {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err != nil {
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+				return err
+			}
+		}
+	}
+	if old != "" {
+		return os.RemoveAll(filepath.Join(dir, old))
 	}
 	return nil
 }
