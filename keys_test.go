@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -467,5 +468,61 @@ func TestSecretReadFromOneGeneration(t *testing.T) {
 	data, _, err := readSources(creds)
 	if err != nil || !bytes.Equal(data[0], b["kes.skey"]) || !bytes.Equal(data[2], b["node.cert"]) {
 		t.Fatalf("after the swap: %v; want generation b whole", err)
+	}
+}
+
+// TestSecretReadDuringSwaps: the kubelet swaps generations every 5 ms
+// (removing the old one each time) while the sources are read 3000 times:
+// every read is one whole generation, and none fails.
+func TestSecretReadDuringSwaps(t *testing.T) {
+	dir := t.TempDir()
+	e := keyEnv(t, t.TempDir())
+	c, err := loadConfig(env{"SOURCE_KES_KEY": filepath.Join(dir, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(dir, "vrf.skey"),
+		"SOURCE_OP_CERT": filepath.Join(dir, "node.cert"), "TARGET_KES_KEY": e["TARGET_KES_KEY"], "TARGET_VRF_KEY": e["TARGET_VRF_KEY"],
+		"TARGET_OP_CERT": e["TARGET_OP_CERT"]}.lookup, "init")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := credentials(c)
+	gens := []map[string][]byte{testenv.FakeKeys("gen-a"), testenv.FakeKeys("gen-b")}
+	secretVolume(t, dir, "..gen-0", gens[0])
+	done := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-done:
+				swapped <- n
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			n++
+			secretVolume(t, dir, fmt.Sprintf("..gen-%d", n), gens[n%2])
+			os.RemoveAll(filepath.Join(dir, fmt.Sprintf("..gen-%d", n-1)))
+		}
+	}()
+	var failed, mixed int
+	for range 3000 {
+		data, _, err := readSources(creds)
+		switch {
+		case err != nil:
+			failed++
+		case !bytes.Equal(data[0], gens[0]["kes.skey"]) && !bytes.Equal(data[0], gens[1]["kes.skey"]):
+			mixed++
+		default:
+			g := gens[0]
+			if !bytes.Equal(data[0], g["kes.skey"]) {
+				g = gens[1]
+			}
+			if !bytes.Equal(data[1], g["vrf.skey"]) || !bytes.Equal(data[2], g["node.cert"]) {
+				mixed++
+			}
+		}
+	}
+	close(done)
+	n := <-swapped
+	if failed > 0 || mixed > 0 || n < 10 {
+		t.Errorf("%d reads failed and %d mixed two generations, over %d swaps", failed, mixed, n)
 	}
 }

@@ -365,11 +365,11 @@ muts = [
   "	if len(c.b) != 0 {\n		return opCert{}, fmt.Errorf(\"%d bytes after the certificate\", len(c.b))", "	if false {\n		return opCert{}, fmt.Errorf(\"%d bytes after the certificate\", len(c.b))",
   "TestBrokenSetsAreRefused|FuzzParseOpCert"),
  ("the Secret's files read through their own links", "keys.go",
-  "		out[i] = filepath.Join(dir, gen, base)", "",
-  "TestSecretReadFromOneGeneration"),
+  "		out[i] = filepath.Join(dir, gen, base)", "		out[i] = filepath.Join(dir, base)\n		_ = gen",
+  "TestSecretReadFromOneGeneration|TestSecretReadDuringSwaps"),
  ("a read racing the kubelet's swap not retried", "keys.go",
   "	for range 3 {", "	for range 1 {",
-  "TestSecretReadFromOneGeneration"),
+  "TestSecretReadDuringSwaps"),
 ]
 
 def main(only):
