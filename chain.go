@@ -103,6 +103,10 @@ func (s *sidecar) chainSnapshot(now time.Time) chainSnapshot {
 		return v
 	}
 	oc := s.keyset.cert
+	if k := v.NodeKESPeriodStart; k != nil && n.state == stateOn && n.loaded == s.digest && uint64(*k) != oc.kesPeriod {
+		v.NodeCertificateMismatch = fmt.Sprintf("the node forges with a certificate of KES period %d, not the one in place (period %d): it did not load the set (a KES key the node refuses?); see its log",
+			*k, oc.kesPeriod)
+	}
 	v.KeysPoolID, v.KeysPoolIDHex = s.keyset.poolBech32(), s.keyset.pool
 	v.OpCertCounter, v.KESPeriodStart = i64(int64(oc.counter)), i64(int64(oc.kesPeriod))
 	if w, err := s.chain.kesWindow(oc.kesPeriod, now); err == nil {

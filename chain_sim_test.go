@@ -187,3 +187,25 @@ func TestChainStatusAndMetrics(t *testing.T) {
 		t.Errorf("%d keys_info series after the keys changed pool; want 1, the new pool's", n)
 	}
 }
+
+// TestNodeCertificateMismatchReported: the node forges with the set in
+// place but reports another certificate's start period (it kept its old
+// state, as it does with a KES key it refuses): reported in /status, the
+// metric and the log; the same period reports nothing.
+func TestNodeCertificateMismatchReported(t *testing.T) {
+	w, a := pair(t)
+	c0 := int64(testenv.MainnetKESPeriod(time.Now()) - 1)
+	a.node.kesStart = c0
+	w.run(3 * time.Second)
+	if m := a.s.board.load().Chain.NodeCertificateMismatch; m != "" {
+		t.Fatalf("mismatch %q with the same period", m)
+	}
+	a.node.kesStart = c0 - 62
+	w.run(3 * time.Second)
+	if m := a.s.board.load().Chain.NodeCertificateMismatch; !strings.Contains(m, "did not load the set") {
+		t.Errorf("mismatch %q; want it reported", m)
+	}
+	if !strings.Contains(a.log.String(), "the node did not take the credential set in place") {
+		t.Error("not logged")
+	}
+}

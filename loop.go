@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -53,7 +54,7 @@ type sidecar struct {
 	why      string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
-	rejectTrouble                                                trouble
+	rejectTrouble, nodeCertTrouble                               trouble
 	clusterTrouble                                               trouble
 	inherit                                                      inheritance
 }
@@ -609,6 +610,14 @@ func (s *sidecar) shutdown() error {
 	return nil
 }
 
+// errorOf is msg as an error, nil when empty.
+func errorOf(msg string) error {
+	if msg == "" {
+		return nil
+	}
+	return errors.New(msg)
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -631,6 +640,7 @@ func (s *sidecar) publish(now time.Time, f leadership) {
 	}
 	v.Chain = s.chainSnapshot(now)
 	s.m.keysInfo(v.Chain.KeysPoolID)
+	s.nodeCertTrouble.set(s.log, errorOf(v.Chain.NodeCertificateMismatch))
 	v.Role = "standby"
 	switch {
 	case f.leading:

@@ -75,6 +75,7 @@ func newMetricSet(b *board, labels ...string) *metricSet {
 		}
 		return float64(t.Unix())
 	}))
+	m.gauge("forge_manager_node_certificate_mismatch", view(func(v *snapshot) float64 { return b2f(v.Chain.NodeCertificateMismatch != "") }))
 	m.gauge("forge_manager_credentials_refused", view(func(v *snapshot) float64 { return b2f(v.Chain.CredentialsRefused != "") }))
 	m.gauge("forge_manager_build_info", func() float64 { return 1 }, "version", version, "goversion", runtime.Version())
 	// Created up front so every series exists from the first scrape.

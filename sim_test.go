@@ -78,6 +78,7 @@ type simNode struct {
 	gaugeLag  time.Duration             // each gauge read takes this long
 	tipLag    uint64                    // its tip is this many slots behind the wall clock
 	noTip     bool                      // it exports no slotNum
+	kesStart  int64                     // while forging, the start KES period it reports (0: none)
 	slowOn    time.Duration             // if set, a SIGHUP that enables takes this long
 
 	restartAt time.Time
@@ -242,6 +243,9 @@ func (n *simNode) gauges(ctx context.Context) (nodeGauges, error) {
 	g := nodeGauges{forging: n.on, slot: int64(wall - n.tipLag), kesStart: -1}
 	if n.noTip {
 		g.slot = -1
+	}
+	if n.on && n.kesStart != 0 {
+		g.kesStart = n.kesStart
 	}
 	switch {
 	case n.gaugeErr != nil:

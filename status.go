@@ -88,6 +88,9 @@ type chainSnapshot struct {
 	KESExpires          string `json:"kesExpires,omitempty"`
 	NodeKESPeriodStart  *int64 `json:"nodeKesPeriodStart,omitempty"` // the node's own gauge, when exported
 	CredentialsRefused  string `json:"credentialsRefused,omitempty"`
+	// NodeCertificateMismatch: the node, forging with the set in place,
+	// reports another certificate's start period: it did not take the set.
+	NodeCertificateMismatch string `json:"nodeCertificateMismatch,omitempty"`
 }
 
 // statusServer answers the endpoints from the board.

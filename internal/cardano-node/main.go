@@ -237,6 +237,9 @@ func certKESPeriod(path string) int64 {
 			return -1
 		}
 		v := int64(info)
+		if n > 0 {
+			v = 0
+		}
 		for _, c := range rest[1 : 1+n] {
 			v = v<<8 | int64(c)
 		}
