@@ -6,6 +6,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -45,8 +46,14 @@ func (sc slotClock) slotAt(t time.Time) (uint64, error) {
 	return uint64(t.Sub(sc.zero) / sc.slotLength), nil
 }
 
-// timeOf is the start of slot s.
-func (sc slotClock) timeOf(s uint64) time.Time { return sc.zero.Add(time.Duration(s) * sc.slotLength) }
+// timeOf is the start of slot s; past what a time.Duration holds (292
+// years of nanoseconds) it is the latest instant that does.
+func (sc slotClock) timeOf(s uint64) time.Time {
+	if s > uint64(math.MaxInt64/int64(sc.slotLength)) {
+		return sc.zero.Add(math.MaxInt64)
+	}
+	return sc.zero.Add(time.Duration(s) * sc.slotLength)
+}
 
 // kesPeriodAt is the KES period the wall clock is in at t.
 func (sc slotClock) kesPeriodAt(t time.Time) (uint64, error) {
@@ -118,8 +125,10 @@ func (s *sidecar) chainSnapshot(now time.Time) chainSnapshot {
 
 // kesProblem says why the loaded certificate may not forge now ("" if it
 // may): outside its KES window, or a clock before the network began.
-func (s *sidecar) kesProblem(now time.Time) string {
-	w, err := s.chain.kesWindow(s.keyset.cert.kesPeriod, now)
+func (s *sidecar) kesProblem(now time.Time) string { return s.chainProblemOf(s.keyset, now) }
+
+func (s *sidecar) chainProblemOf(ks keySet, now time.Time) string {
+	w, err := s.chain.kesWindow(ks.cert.kesPeriod, now)
 	if err != nil {
 		return err.Error()
 	}
@@ -152,15 +161,24 @@ func (s *sidecar) tipProblem(now time.Time) string {
 	return ""
 }
 
+// tipAhead: the node and this sidecar read one clock (one pod, one host),
+// so a tip more than a few slots ahead of it is a gauge or a clock that
+// cannot be trusted, and the KES period reckoned from that clock neither.
+const tipAhead = 60
+
 // tipLag is how many slots the node's last reported tip is behind the
-// wall-clock slot (0 if it is ahead).
+// wall-clock slot (0 if it is ahead by at most tipAhead).
 func (s *sidecar) tipLag(now time.Time) (uint64, error) {
 	wall, err := s.chain.slotAt(now)
 	if err != nil {
 		return 0, err
 	}
 	tip := uint64(s.node.n.chain.slot)
-	if tip >= wall {
+	switch {
+	case tip > wall+tipAhead:
+		return 0, fmt.Errorf("the node's tip (slot %d) is %d slots ahead of this pod's clock (slot %d): the clock or the node's gauge is wrong, so neither the lag nor the KES period can be known",
+			tip, tip-wall, wall)
+	case tip >= wall:
 		return 0, nil
 	}
 	return wall - tip, nil

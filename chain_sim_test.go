@@ -209,3 +209,57 @@ func TestNodeCertificateMismatchReported(t *testing.T) {
 		t.Error("not logged")
 	}
 }
+
+// TestTipAheadOfTheClockIsUnknown: a tip far ahead of the pod's own clock
+// is a gauge or a clock not to be trusted: not "at the tip".
+func TestTipAheadOfTheClockIsUnknown(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	a.node.tipAhead = 1 << 40
+	w.run(40 * time.Second)
+	if a.node.forgedOnce() {
+		t.Fatal("forged on a tip ahead of the clock")
+	}
+	if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, "ahead of this pod's clock") {
+		t.Errorf("reason %q", why)
+	}
+}
+
+// TestNewSetNotValidYetKeepsTheRunningOne: while the running set can
+// forge, a valid new set whose certificate starts next period is refused
+// (it would stop the pool until then); the running set goes on.
+func TestNewSetNotValidYetKeepsTheRunningOne(t *testing.T) {
+	w, a := pair(t)
+	before := len(a.node.sent)
+	mount(t, a, testenv.KeySpec{Marker: "early", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch) + 1, KES: 1, CertFor: 1})
+	w.run(20 * time.Second)
+	w.onlyForger("bp-0")
+	if d := a.node.delivered(before); d != "" {
+		t.Errorf("signals %q; want none", d)
+	}
+	if a.s.rejected == nil || !strings.Contains(a.s.rejected.Error(), "not valid yet") {
+		t.Errorf("rejected = %v", a.s.rejected)
+	}
+}
+
+// TestRefusalClearsWhenTheSetInPlaceReturns: a refused set, then the
+// running set mounted again: the refusal ends (status, metric, log).
+func TestRefusalClearsWhenTheSetInPlaceReturns(t *testing.T) {
+	w, a := pair(t)
+	good := map[string][]byte{}
+	for _, p := range []string{a.cfg.SourceKES, a.cfg.SourceVRF, a.cfg.SourceOpCert} {
+		good[p], _ = os.ReadFile(p)
+	}
+	mount(t, a, testenv.KeySpec{Marker: "bad", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 0})
+	w.run(3 * time.Second)
+	if a.s.board.load().Chain.CredentialsRefused == "" {
+		t.Fatal("the broken set was not refused")
+	}
+	for p, b := range good {
+		putSecret(t, p, b)
+	}
+	w.run(3 * time.Second)
+	if r := a.s.board.load().Chain.CredentialsRefused; r != "" || !strings.Contains(a.log.String(), "mounted credential set valid again") {
+		t.Errorf("refusal %q after the running set came back; want none, and the log saying so", r)
+	}
+}

@@ -401,7 +401,7 @@ func (c *config) validate(cmd string, given, bad map[string]bool) []string {
 	case !known && !given["NETWORK_MAGIC"] && !bad["NETWORK_MAGIC"] && !bad["CARDANO_NETWORK"]:
 		add("NETWORK_MAGIC is required for the custom network CARDANO_NETWORK=%q", c.Network)
 	}
-	p = append(p, c.validateChain(given, bad)...)
+	p = append(p, c.validateChain(cmd, given, bad)...)
 	if c.ClusterManagement {
 		p = append(p, c.validateCluster(given, bad)...)
 	}
@@ -416,7 +416,7 @@ var chainSettings = []string{"SYSTEM_START", "SLOT_LENGTH", "SLOTS_PER_KES_PERIO
 
 // validateChain: the chain's clock is built in for the public networks and
 // given for a custom one; the tip check needs the node's metrics.
-func (c *config) validateChain(given, bad map[string]bool) []string {
+func (c *config) validateChain(cmd string, given, bad map[string]bool) []string {
 	var p []string
 	_, known := knownChains[c.Network]
 	for _, name := range chainSettings {
@@ -428,7 +428,7 @@ func (c *config) validateChain(given, bad map[string]bool) []string {
 		p = append(p, fmt.Sprintf("SYSTEM_START is required for the custom network CARDANO_NETWORK=%q (systemStart of its "+
 			"Shelley genesis), so the wall-clock slot and the KES period can be known", c.Network))
 	}
-	if c.NodeMetricsURL == "" && c.MaxTipLag != 0 && !bad["MAX_TIP_LAG"] {
+	if cmd == "run" && c.AppType == appBlockProducer && c.NodeMetricsURL == "" && c.MaxTipLag != 0 && !bad["MAX_TIP_LAG"] {
 		p = append(p, `NODE_METRICS_URL="" leaves the node's tip unknown, so no replica could ever forge: set MAX_TIP_LAG=0 `+
 			"to forge without a tip check, or set NODE_METRICS_URL")
 	}
@@ -778,6 +778,11 @@ func isProcessName(v string) error {
 func isPoolID(v string) error {
 	if len(v) > 256 || strings.ContainsFunc(v, notPrintable) {
 		return fmt.Errorf("want at most 256 printable characters")
+	}
+	// A pool id binds the election to the keys (SPEC 12): one mistyped
+	// would silently bind nothing.
+	if _, ok := poolIDHex(v); !ok && strings.HasPrefix(strings.ToLower(v), "pool1") {
+		return fmt.Errorf("looks like a bech32 pool id but does not decode (a typo? want pool1 and 51 more characters with a valid checksum)")
 	}
 	return nil
 }

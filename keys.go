@@ -172,12 +172,12 @@ func envelopeOf(b []byte) (string, []byte, error) {
 // validateSources checks what the three envelopes (in the order of
 // credentials) prove together (opcert.go): an error here is a set Cardano's
 // tools did not make, or another pool's.
-func validateSources(data [][]byte, poolID string) (keySet, error) {
+func validateSources(data [][]byte, poolID, poolHex string) (keySet, error) {
 	var payload [3][]byte
 	for i, b := range data {
 		_, payload[i], _ = envelopeOf(b) // readEnvelope checked each
 	}
-	return checkKeySet(payload[0], payload[1], payload[2], poolID)
+	return checkKeySet(payload[0], payload[1], payload[2], poolID, poolHex)
 }
 
 // plainPathError keeps the operation and the reason but drops the path (the
@@ -414,12 +414,14 @@ func runInit(c *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	ks, err := validateSources(data, c.PoolID)
+	ks, err := validateSources(data, c.PoolID, c.PoolIDHex)
 	if err != nil {
 		return err
 	}
-	if w, err := c.chain().kesWindow(ks.cert.kesPeriod, time.Now()); err != nil || w.problem() != "" {
-		log.Warn("this node will not be allowed to forge with these keys", "reason", errString(err)+w.problem())
+	if w, err := c.chain().kesWindow(ks.cert.kesPeriod, time.Now()); err != nil {
+		log.Warn("this node will not be allowed to forge with these keys", "reason", err.Error())
+	} else if p := w.problem(); p != "" {
+		log.Warn("this node will not be allowed to forge with these keys", "reason", p)
 	}
 	var all []*staged
 	add := func(what, path string, mode uint32, fill func(*os.File) error) error {

@@ -223,6 +223,9 @@ type elector struct {
 	// every region's candidacy as last listed (regions may be configured
 	// apart). A missing Lease is waited out this long (rule 2).
 	lastDuration, regions time.Duration
+	// stamps are annotations written with every write as holder: the
+	// certificate counter record (chain.go, counterKey).
+	stamps map[string]string
 	// attempts are the renew times of our writes as holder since our last
 	// release, within LEASE_DURATION: a record carrying one is ours, and
 	// nobody can have taken over since (rule 1).
@@ -572,15 +575,18 @@ func (e *elector) renewed(t time.Time) *coordinationv1.Lease {
 	return e.ratchet(l)
 }
 
-// ratchet writes the highest epoch seen into the record (cluster.go rule
-// 6), for the forging token only: its transitions then never go back
-// below it, whoever writes next.
+// ratchet writes the stamps, and the highest epoch seen into the record
+// (cluster.go rule 6) for the forging token only: its transitions then
+// never go back below it, whoever writes next.
 func (e *elector) ratchet(l *coordinationv1.Lease) *coordinationv1.Lease {
+	if l.Annotations == nil && (e.successor != "" || len(e.stamps) > 0) {
+		l.Annotations = map[string]string{}
+	}
+	for k, v := range e.stamps {
+		l.Annotations[k] = v
+	}
 	if e.successor == "" {
 		return l
-	}
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
 	}
 	l.Annotations[ratchetKey] = strconv.Itoa(int(max(e.maxAny, derefInt(l.Spec.LeaseTransitions))))
 	return l

@@ -70,6 +70,7 @@ type loopTiming struct {
 // replicaNames are what the status says this replica is.
 type replicaNames struct {
 	pod, lease, network, poolID, region string
+	poolHex                             string // POOL_ID_HEX
 	nodeProcess                         string // CARDANO_NODE_PROCESS_NAME, for messages
 }
 
@@ -104,7 +105,7 @@ func (s *sidecar) warnOther(ctx context.Context) {
 // iterate is one pass: observe, elect, act, report. It returns how long to
 // sleep before the next pass.
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
-	s.refreshSources()
+	s.refreshSources(s.now())
 	octx, cancel := s.observeContext(ctx)
 	s.node.observe(octx, s.now())
 	cancel()
@@ -386,28 +387,34 @@ func (s *sidecar) release(ctx context.Context, now time.Time, f leadership, why 
 
 // refreshSources re-reads the Secret's files each pass: a rotated set is
 // picked up without a restart. A file missing or unreadable makes the
-// replica ineligible; a set that reads but fails validation (opcert.go) is
-// refused, and the last good set, if any, stays (SPEC 12, rotation).
-func (s *sidecar) refreshSources() {
+// replica ineligible; a set that reads but fails validation (opcert.go),
+// or cannot forge now while the running one can (its KES window), is
+// refused, and the last good set, if any, stays (SPEC 12, rotation). A
+// refused set is checked again every pass: one not valid yet is taken once
+// its period begins.
+func (s *sidecar) refreshSources(now time.Time) {
 	data, digest, err := s.keys.read()
 	s.sourceTrouble.set(s.log, err)
 	if err != nil || data == nil {
 		s.sources, s.digest, s.keyset, s.rejected = nil, "", keySet{}, nil
+		s.rejectTrouble.set(s.log, nil)
 		return
 	}
-	if digest == s.digest {
-		return
+	if digest != s.digest {
+		ks, err := validateSources(data, s.names.poolID, s.names.poolHex)
+		if err == nil && s.sources != nil && s.kesProblem(now) == "" {
+			if p := s.chainProblemOf(ks, now); p != "" {
+				err = fmt.Errorf("the new set cannot forge now, so the running one stays: %s", p)
+			}
+		}
+		if err == nil {
+			s.sources, s.digest, s.keyset = data, digest, ks
+		}
+		s.rejected = err // when s.sources is set, the running set stays
+	} else {
+		s.rejected = nil // the set in place is mounted again
 	}
-	ks, err := validateSources(data, s.names.poolID)
-	s.rejectTrouble.set(s.log, err)
-	switch {
-	case err == nil:
-		s.sources, s.digest, s.keyset, s.rejected = data, digest, ks, nil
-	case s.sources != nil:
-		s.rejected = err // the running set stays
-	default:
-		s.rejected = err
-	}
+	s.rejectTrouble.set(s.log, s.rejected)
 }
 
 // ineligible says why this replica may not forge now ("" if it may).

@@ -303,7 +303,7 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 		tm:    loopTiming{timing: c.timing(), probe: c.Probe.budget(), socketFails: c.HealthThreshold, maxTipLag: uint64(c.MaxTipLag)},
 		chain: c.chain(),
 		names: replicaNames{pod: c.PodName, lease: c.Namespace + "/" + tn.Lease, network: tn.Network,
-			poolID: tn.PoolID, region: tn.Region, nodeProcess: c.NodeProcessName},
+			poolID: tn.PoolID, poolHex: c.PoolIDHex, region: tn.Region, nodeProcess: c.NodeProcessName},
 	}
 	s.m = newMetricSet(s.board, "pod", c.PodName, "cardano_network", c.Network, "pool_id", c.PoolID,
 		"pool_ticker", c.PoolTicker, "application_type", c.AppType, "cluster_region", c.Region)

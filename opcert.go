@@ -176,7 +176,7 @@ type keySet struct {
 // the order of credentials): sizes, the certificate's signature, the KES
 // key against the certificate, and POOL_ID against the proven pool id.
 // Errors name the variables and never carry key bytes.
-func checkKeySet(kes, vrf, cert []byte, poolID string) (keySet, error) {
+func checkKeySet(kes, vrf, cert []byte, poolID, poolHex string) (keySet, error) {
 	sk, err := rawKey(kes, kesSKSize, "KES signing key")
 	if err != nil {
 		return keySet{}, fmt.Errorf("SOURCE_KES_KEY: %w (want a Sum6 KES key, %d bytes)", err, kesSKSize)
@@ -197,20 +197,26 @@ func checkKeySet(kes, vrf, cert []byte, poolID string) (keySet, error) {
 		return keySet{}, fmt.Errorf("SOURCE_KES_KEY does not belong to SOURCE_OP_CERT: the certificate (counter %d, KES period %d) certifies another KES key; issue a certificate for this key or mount the matching one",
 			oc.counter, oc.kesPeriod)
 	}
-	if want, ok := poolIDHex(poolID); ok && want != ks.pool {
-		return keySet{}, fmt.Errorf("POOL_ID=%q is pool %s, but the keys are pool %s (%s): these are another pool's keys, or POOL_ID is wrong",
-			poolID, want, ks.poolBech32(), ks.pool)
+	for _, id := range [][2]string{{"POOL_ID", poolID}, {"POOL_ID_HEX", poolHex}} {
+		if want, ok := poolIDHex(id[1]); ok && want != ks.pool {
+			return keySet{}, fmt.Errorf("%s=%q is pool %s, but the keys are pool %s (%s): these are another pool's keys, or %s is wrong",
+				id[0], id[1], want, ks.poolBech32(), ks.pool, id[0])
+		}
 	}
 	return ks, nil
 }
 
-// poolIDHex reads POOL_ID as a pool id, bech32 (pool1...) or 56 hex
-// digits; any other string is a plain name and proves nothing.
+// poolIDHex reads POOL_ID as a pool id, bech32 (pool1..., either case) or
+// 56 hex digits; any other string is a plain name and proves nothing (the
+// configuration refuses a pool1... that does not decode).
 func poolIDHex(v string) (string, bool) {
 	if len(v) == 2*poolIDSize {
 		if b, err := hex.DecodeString(v); err == nil {
 			return hex.EncodeToString(b), true
 		}
+	}
+	if strings.ToUpper(v) == v {
+		v = strings.ToLower(v) // BIP-173: all upper case is as valid as all lower
 	}
 	if hrp, data, err := bech32Decode(v); err == nil && hrp == "pool" && len(data) == poolIDSize {
 		return hex.EncodeToString(data), true

@@ -83,7 +83,7 @@ func TestRealKeysProveEveryDerivation(t *testing.T) {
 		t.Fatalf("%d sets and %d genesis pools, want 2 and 2", len(sets), len(pools))
 	}
 	for i, s := range sets {
-		ks, err := checkKeySet(s.kes, s.vrf, s.cert, "")
+		ks, err := checkKeySet(s.kes, s.vrf, s.cert, "", "")
 		if err != nil {
 			t.Fatalf("set %d: %v", i, err)
 		}
@@ -104,7 +104,7 @@ func TestRealKeysProveEveryDerivation(t *testing.T) {
 		}
 		// POOL_ID as the keys prove it, in both spellings, is accepted.
 		for _, id := range []string{ks.pool, ks.poolBech32(), "a-pool-name"} {
-			if _, err := checkKeySet(s.kes, s.vrf, s.cert, id); err != nil {
+			if _, err := checkKeySet(s.kes, s.vrf, s.cert, id, ""); err != nil {
 				t.Errorf("set %d: POOL_ID=%s refused: %v", i, id, err)
 			}
 		}
@@ -115,7 +115,7 @@ func TestRealKeysProveEveryDerivation(t *testing.T) {
 func TestBrokenSetsAreRefused(t *testing.T) {
 	sets := realSets(t)
 	a, b := sets[0], sets[1]
-	other, _ := checkKeySet(b.kes, b.vrf, b.cert, "")
+	other, _ := checkKeySet(b.kes, b.vrf, b.cert, "", "")
 	flip := func(in []byte, i int) []byte {
 		out := bytes.Clone(in)
 		out[i] ^= 1
@@ -125,20 +125,23 @@ func TestBrokenSetsAreRefused(t *testing.T) {
 		name          string
 		kes, vrf, crt []byte
 		poolID, want  string
+		poolHex       string
 	}{
-		{"signature flipped", a.kes, a.vrf, flip(a.cert, 80), "", "signature does not verify"},
-		{"counter edited", a.kes, a.vrf, flip(a.cert, 36), "", "signature does not verify"},
-		{"KES key of the other certificate", b.kes, a.vrf, a.cert, "", "does not belong to SOURCE_OP_CERT"},
-		{"truncated certificate", a.kes, a.vrf, a.cert[:len(a.cert)-1], "", "truncated"},
-		{"trailing byte", a.kes, a.vrf, append(bytes.Clone(a.cert), 0), "", "1 bytes after the certificate"},
-		{"truncated KES key", a.kes[:len(a.kes)-1], a.vrf, a.cert, "", "SOURCE_KES_KEY"},
-		{"VRF key too short", a.kes, a.vrf[:34], a.cert, "", "SOURCE_VRF_KEY"},
-		{"POOL_ID of the other pool (hex)", a.kes, a.vrf, a.cert, other.pool, "these are another pool's keys"},
-		{"POOL_ID of the other pool (bech32)", a.kes, a.vrf, a.cert, other.poolBech32(), "these are another pool's keys"},
+		{"signature flipped", a.kes, a.vrf, flip(a.cert, 80), "", "signature does not verify", ""},
+		{"counter edited", a.kes, a.vrf, flip(a.cert, 36), "", "signature does not verify", ""},
+		{"KES key of the other certificate", b.kes, a.vrf, a.cert, "", "does not belong to SOURCE_OP_CERT", ""},
+		{"truncated certificate", a.kes, a.vrf, a.cert[:len(a.cert)-1], "", "truncated", ""},
+		{"trailing byte", a.kes, a.vrf, append(bytes.Clone(a.cert), 0), "", "1 bytes after the certificate", ""},
+		{"truncated KES key", a.kes[:len(a.kes)-1], a.vrf, a.cert, "", "SOURCE_KES_KEY", ""},
+		{"VRF key too short", a.kes, a.vrf[:34], a.cert, "", "SOURCE_VRF_KEY", ""},
+		{"POOL_ID of the other pool (hex)", a.kes, a.vrf, a.cert, other.pool, "these are another pool's keys", ""},
+		{"POOL_ID of the other pool (bech32)", a.kes, a.vrf, a.cert, other.poolBech32(), "these are another pool's keys", ""},
+		{"POOL_ID of the other pool (upper-case bech32)", a.kes, a.vrf, a.cert, strings.ToUpper(other.poolBech32()), "these are another pool's keys", ""},
+		{"POOL_ID_HEX of the other pool", a.kes, a.vrf, a.cert, "my-pool", "POOL_ID_HEX=", other.pool},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := checkKeySet(tc.kes, tc.vrf, tc.crt, tc.poolID)
+			_, err := checkKeySet(tc.kes, tc.vrf, tc.crt, tc.poolID, tc.poolHex)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -211,7 +214,7 @@ func TestTestKeysAreRealShaped(t *testing.T) {
 	for i, name := range []string{"kes.skey", "vrf.skey", "node.cert"} {
 		_, payload[i], _ = envelopeOf(set[name])
 	}
-	ks, err := checkKeySet(payload[0], payload[1], payload[2], "")
+	ks, err := checkKeySet(payload[0], payload[1], payload[2], "", "")
 	if err != nil || ks.cert.counter != 300 || ks.cert.kesPeriod != 1500 {
 		t.Errorf("a test set: %v, counter %d, period %d", err, ks.cert.counter, ks.cert.kesPeriod)
 	}

@@ -138,7 +138,11 @@ func newRegions(t *testing.T, separate bool, env map[string]string, regions ...*
 func (rs *regionSet) add(r *region, cp *testenv.ControlPlane, tn *testenv.Tenant) {
 	t := rs.t
 	fm, node := testBinaries(t)
-	tc, err := testenv.NewCluster(cp, tn, fm, node, testSecrets())
+	network := rs.env["CARDANO_NETWORK"]
+	if network == "" {
+		network = "mainnet"
+	}
+	tc, err := testenv.NewCluster(cp, tn, fm, node, testenv.FakeKeysFor("secret", network))
 	if err != nil {
 		t.Fatal(err)
 	}

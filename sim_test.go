@@ -78,6 +78,7 @@ type simNode struct {
 	gaugeLag  time.Duration             // each gauge read takes this long
 	tipLag    uint64                    // its tip is this many slots behind the wall clock
 	noTip     bool                      // it exports no slotNum
+	tipAhead  uint64                    // its tip is this many slots ahead of the wall clock
 	kesStart  int64                     // while forging, the start KES period it reports (0: none)
 	slowOn    time.Duration             // if set, a SIGHUP that enables takes this long
 
@@ -240,7 +241,7 @@ func (n *simNode) gauges(ctx context.Context) (nodeGauges, error) {
 	}
 	n.advance()
 	wall, _ := knownChains["mainnet"].slotAt(n.clock.now())
-	g := nodeGauges{forging: n.on, slot: int64(wall - n.tipLag), kesStart: -1}
+	g := nodeGauges{forging: n.on, slot: int64(wall - n.tipLag + n.tipAhead), kesStart: -1}
 	if n.noTip {
 		g.slot = -1
 	}

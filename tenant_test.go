@@ -95,7 +95,7 @@ func TestTenantNamesDistinct(t *testing.T) {
 	pools := []string{
 		"STAKE-POOL-A", "STAKE-POOL-B", "stake-pool-a", "stake_pool_a", "stake.pool.a", "Stake Pool A",
 		"mypool", "MYPOOL", "MyPool", "my-pool", "my", "pool",
-		bech32Pool, bech32Pool[:len(bech32Pool)-1] + "x", bech32Pool + "2",
+		bech32Pool, "poolx" + bech32Pool[5:], "poolx" + bech32Pool[5:] + "2", // a pool1... must decode
 		strings.Repeat("a", 62), strings.Repeat("a", 63), strings.Repeat("a", 64),
 		"-", "--", "é", "e",
 	}
@@ -167,7 +167,7 @@ func TestTenantClusterNames(t *testing.T) {
 		})
 	}
 	seen := map[string]string{}
-	for _, pool := range []string{"", "a", "a-b", "A", bech32Pool, bech32Pool + "x"} {
+	for _, pool := range []string{"", "a", "a-b", "A", bech32Pool, "poolx" + bech32Pool[5:]} {
 		for _, region := range []string{"eu", "us", "eu-west"} {
 			for _, network := range []string{"mainnet", "preprod"} {
 				tn := tenantFor(t, "ENABLE_CLUSTER_MANAGEMENT", "true", "POOL_ID", pool, "CLUSTER_REGION", region, "CARDANO_NETWORK", network)

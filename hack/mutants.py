@@ -370,6 +370,21 @@ muts = [
  ("a read racing the kubelet's swap not retried", "keys.go",
   "	for range 3 {", "	for range 1 {",
   "TestSecretReadDuringSwaps"),
+ ("a tip ahead of the clock counts as at the tip", "chain.go",
+  "	case tip > wall+tipAhead:", "	case false:",
+  "TestTipAheadOfTheClockIsUnknown"),
+ ("a new set that cannot forge yet replaces a running one", "loop.go",
+  "		if err == nil && s.sources != nil && s.kesProblem(now) == \"\" {", "		if false {",
+  "TestNewSetNotValidYetKeepsTheRunningOne"),
+ ("a refusal outlives the set it refused", "loop.go",
+  "		s.rejected = nil // the set in place is mounted again", "",
+  "TestRefusalClearsWhenTheSetInPlaceReturns"),
+ ("POOL_ID_HEX not checked against the keys", "opcert.go",
+  "{\"POOL_ID_HEX\", poolHex}", "{\"POOL_ID_HEX\", \"\"}",
+  "TestBrokenSetsAreRefused"),
+ ("a mistyped bech32 POOL_ID binds nothing, silently", "config.go",
+  "	if _, ok := poolIDHex(v); !ok && strings.HasPrefix(strings.ToLower(v), \"pool1\") {", "	if false {",
+  "TestConfigErrors"),
 ]
 
 def main(only):

@@ -73,12 +73,10 @@ var (
 	idle         = flag.Duration("idle", 0, "not a node: wait this long and exit (a second process of the node's name)")
 	tipLagFile   = flag.String("tip-lag-file", "", "while this file exists, its number is how many slots the tip lags the wall clock")
 	noTip        = flag.Bool("no-tip", false, "export no slotNum (ChainDB metrics off)")
+	// The default is mainnet's: its Shelley start (1596059091) less its
+	// first Shelley slot (4492800).
+	slotZero = flag.Int64("slot-zero", 1596059091-4492800, "Unix time slot 0 would have had at 1 s slots: the tip follows the wall clock from it, less -tip-lag-file")
 )
-
-// mainnetZero is when mainnet's slot 0 would have been at 1 s slots: its
-// Shelley start (1596059091) less its first Shelley slot (4492800). The
-// tip follows the wall clock less -tip-lag-file.
-const mainnetZero = 1596059091 - 4492800
 
 // loadedKES is the start KES period of the certificate the forge state was
 // made from; -1 while there is none (not forging), when the node exports
@@ -250,7 +248,7 @@ func certKESPeriod(path string) int64 {
 
 // tipSlot is the slot of the stand-in's chain tip now.
 func tipSlot() int64 {
-	tip := time.Now().Unix() - mainnetZero
+	tip := time.Now().Unix() - *slotZero
 	if b, err := os.ReadFile(*tipLagFile); err == nil {
 		var lag int64
 		fmt.Sscan(string(b), &lag)

@@ -44,12 +44,18 @@ type KeySpec struct {
 	CertFor   int    // which KES tail's hot key the certificate certifies
 }
 
-// mainnetZero is when mainnet's slot 0 would have been at 1 s slots: its
-// Shelley start, 2020-07-29T21:44:51Z, less its first slot, 4492800.
-const mainnetZero = 1596059091 - 4492800
+// SlotZero is when a public network's slot 0 would have been at 1 s slots
+// (cardano-node-facts G2): mainnet's Shelley start, 2020-07-29T21:44:51Z,
+// less its first slot, 4492800; preprod's, 2022-06-21T00:00:00Z, less
+// 86400; preview began with Shelley at 2022-10-25T00:00:00Z. The stand-in
+// node's tip follows it.
+var SlotZero = map[string]int64{"mainnet": 1596059091 - 4492800, "preprod": 1655769600 - 86400, "preview": 1666656000}
 
-// MainnetKESPeriod is the KES period of mainnet at t (129600 slots each).
-func MainnetKESPeriod(t time.Time) uint64 { return uint64(t.Unix()-mainnetZero) / 129600 }
+// KESPeriod is the KES period of a public network at t (129600 slots).
+func KESPeriod(network string, t time.Time) uint64 { return uint64(t.Unix()-SlotZero[network]) / 129600 }
+
+// MainnetKESPeriod is KESPeriod on mainnet.
+func MainnetKESPeriod(t time.Time) uint64 { return KESPeriod("mainnet", t) }
 
 // ColdKey is the cold signing key of a KeySpec's Cold name.
 func ColdKey(name string) ed25519.PrivateKey {
@@ -103,6 +109,9 @@ func cborUint(n uint64) []byte {
 // FakeKeys is a valid set for mainnet now, with marker in its keys: its
 // certificate starts one period (36 h) before the present one, so a test
 // clock set to the present hour is inside its window too.
-func FakeKeys(marker string) map[string][]byte {
-	return Keys(KeySpec{Marker: marker, KESPeriod: MainnetKESPeriod(time.Now()) - 1})
+func FakeKeys(marker string) map[string][]byte { return FakeKeysFor(marker, "mainnet") }
+
+// FakeKeysFor is FakeKeys for a public network.
+func FakeKeysFor(marker, network string) map[string][]byte {
+	return Keys(KeySpec{Marker: marker, KESPeriod: KESPeriod(network, time.Now()) - 1})
 }

@@ -20,9 +20,18 @@ func (p *Pod) nodeContainer() *container {
 		"--shelley-kes-key", p.IPC("kes.skey"), "--shelley-vrf-key", p.IPC("vrf.skey"),
 		"--shelley-operational-certificate", p.IPC("node.cert"), "--socket-path", p.IPC("node.socket"),
 		"--start-as-non-producing-node", "--record", p.Record(), "--unhealthy-file", p.UnhealthyFile(),
-		"--metrics-broken-file", p.BrokenGaugeFile(), "--tip-lag-file", p.TipLagFile()},
+		"--metrics-broken-file", p.BrokenGaugeFile(), "--tip-lag-file", p.TipLagFile(), "--slot-zero", strconv.FormatInt(p.slotZero(), 10)},
 		p.Spec.NodeArgs...)
 	return &container{name: "cardano-node", argv: argv, uid: p.Spec.NodeUID}
+}
+
+// slotZero is the slot origin of the pod's network (CARDANO_NETWORK,
+// mainnet by default), so the stand-in's tip is that network's.
+func (p *Pod) slotZero() int64 {
+	if z, ok := SlotZero[p.Spec.Env["CARDANO_NETWORK"]]; ok {
+		return z
+	}
+	return SlotZero["mainnet"]
 }
 
 func (p *Pod) sidecarContainer() *container {
