@@ -52,7 +52,9 @@ type KeySpec struct {
 var SlotZero = map[string]int64{"mainnet": 1596059091 - 4492800, "preprod": 1655769600 - 86400, "preview": 1666656000}
 
 // KESPeriod is the KES period of a public network at t (129600 slots).
-func KESPeriod(network string, t time.Time) uint64 { return uint64(t.Unix()-SlotZero[network]) / 129600 }
+func KESPeriod(network string, t time.Time) uint64 {
+	return uint64(t.Unix()-SlotZero[network]) / 129600
+}
 
 // MainnetKESPeriod is KESPeriod on mainnet.
 func MainnetKESPeriod(t time.Time) uint64 { return KESPeriod("mainnet", t) }
