@@ -37,6 +37,17 @@ type leaderStatus struct {
 	LastTransitionTime string      `json:"lastTransitionTime,omitempty"`
 	ObservedGeneration int64       `json:"observedGeneration"`
 	Conditions         []condition `json:"conditions"`
+	keyStatus
+}
+
+// keyStatus is what the leader's credentials say (SPEC 12): values that
+// change only with the keys, so the status is still written on change only.
+type keyStatus struct {
+	KeysPoolID           string  `json:"keysPoolID,omitempty"` // proven by the cold key, bech32
+	OpCertCounter        *uint64 `json:"opCertCounter,omitempty"`
+	HighestOpCertCounter *uint64 `json:"highestOpCertCounter,omitempty"` // the record on the Lease
+	KESPeriodStart       *uint64 `json:"kesPeriodStart,omitempty"`
+	KESExpires           string  `json:"kesExpires,omitempty"`
 }
 
 // condition has the standard shape (metav1.Condition).
@@ -61,6 +72,7 @@ type leaderFacts struct {
 	forging bool   // confirmed by the node
 	why     string // why not, if not
 	epoch   epoch
+	keys    keyStatus
 }
 
 // statusWriter keeps the CardanoLeader status true with as few writes as
@@ -122,7 +134,7 @@ func (w *statusWriter) desired(now time.Time, f leaderFacts) leaderStatus {
 	st := leaderStatus{
 		LeaderPod: w.pod, HolderIdentity: w.identity, ForgingEnabled: f.forging,
 		LeaseTransitions: f.epoch.Transitions, LeaseUID: f.epoch.UID,
-		LastTransitionTime: old.LastTransitionTime, ObservedGeneration: w.generation,
+		LastTransitionTime: old.LastTransitionTime, ObservedGeneration: w.generation, keyStatus: f.keys,
 	}
 	stamp := now.UTC().Format(time.RFC3339)
 	if st.LeaderPod != old.LeaderPod || st.HolderIdentity != old.HolderIdentity || st.ForgingEnabled != old.ForgingEnabled ||

@@ -223,9 +223,10 @@ type elector struct {
 	// every region's candidacy as last listed (regions may be configured
 	// apart). A missing Lease is waited out this long (rule 2).
 	lastDuration, regions time.Duration
-	// stamps are annotations written with every write as holder: the
-	// certificate counter record (chain.go, counterKey).
-	stamps map[string]string
+	// stamp, if set, edits every record written as holder, a copy of the
+	// latest one read or written: the certificate counter record
+	// (counter.go).
+	stamp func(l *coordinationv1.Lease)
 	// attempts are the renew times of our writes as holder since our last
 	// release, within LEASE_DURATION: a record carrying one is ours, and
 	// nobody can have taken over since (rule 1).
@@ -579,11 +580,11 @@ func (e *elector) renewed(t time.Time) *coordinationv1.Lease {
 // (cluster.go rule 6) for the forging token only: its transitions then
 // never go back below it, whoever writes next.
 func (e *elector) ratchet(l *coordinationv1.Lease) *coordinationv1.Lease {
-	if l.Annotations == nil && (e.successor != "" || len(e.stamps) > 0) {
+	if l.Annotations == nil {
 		l.Annotations = map[string]string{}
 	}
-	for k, v := range e.stamps {
-		l.Annotations[k] = v
+	if e.stamp != nil {
+		e.stamp(l)
 	}
 	if e.successor == "" {
 		return l

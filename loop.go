@@ -54,7 +54,7 @@ type sidecar struct {
 	why      string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
-	rejectTrouble, nodeCertTrouble                               trouble
+	rejectTrouble, nodeCertTrouble, counterTrouble               trouble
 	clusterTrouble                                               trouble
 	inherit                                                      inheritance
 }
@@ -117,8 +117,10 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	if f := s.facts(now); !f.leading {
 		s.reconcile(ctx, now, f, why)
 	}
+	s.stampCounter()
 	if s.el.due(now) {
 		s.elect(ctx, now, why == "")
+		why = s.ineligible(s.now()) // the Lease just read may carry a counter record (counter.go)
 	}
 	if s.cl != nil && s.cl.due(s.now()) {
 		// The election step may have run into a deadline: disable first,
@@ -127,6 +129,7 @@ func (s *sidecar) iterate(ctx context.Context) time.Duration {
 			s.reconcile(ctx, now, s.facts(now), why)
 		}
 		s.coordinate(ctx, why)
+		why = s.ineligible(s.now()) // and the token
 	}
 	// The leadership facts, once, for every decision of the pass; the
 	// report reads them again after the actions (a release changes them).
@@ -402,8 +405,8 @@ func (s *sidecar) refreshSources(now time.Time) {
 	}
 	if digest != s.digest {
 		ks, err := validateSources(data, s.names.poolID, s.names.poolHex)
-		if err == nil && s.sources != nil && s.kesProblem(now) == "" {
-			if p := s.chainProblemOf(ks, now); p != "" {
+		if err == nil && s.sources != nil && s.kesProblem(now) == "" && s.counterProblem() == "" {
+			if p := s.chainProblemOf(ks, now) + s.counterProblemOf(ks); p != "" {
 				err = fmt.Errorf("the new set cannot forge now, so the running one stays: %s", p)
 			}
 		}
@@ -431,6 +434,8 @@ func (s *sidecar) ineligible(now time.Time) string {
 		return "credentials unusable: " + errString(s.sourceTrouble.err)
 	case s.kesProblem(now) != "":
 		return s.kesProblem(now)
+	case s.counterProblem() != "":
+		return s.counterProblem()
 	case n.presence == nodeAbsent:
 		return "node process not found"
 	case n.presence == nodeHidden:
@@ -541,7 +546,7 @@ func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, w
 	defer acancel()
 	cctx, cancel := s.el.callContext(actx)
 	defer cancel()
-	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forgingConfirmed(), why: why, epoch: f.epoch})
+	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forgingConfirmed(), why: why, epoch: f.epoch, keys: s.keyStatus(now)})
 	if err != nil {
 		s.m.apiError(apiOp(err))
 	} else if wrote {
@@ -648,6 +653,7 @@ func (s *sidecar) publish(now time.Time, f leadership) {
 	v.Chain = s.chainSnapshot(now)
 	s.m.keysInfo(v.Chain.KeysPoolID)
 	s.nodeCertTrouble.set(s.log, errorOf(v.Chain.NodeCertificateMismatch))
+	s.counterTrouble.set(s.log, errorOf(v.Chain.CounterWarning))
 	v.Role = "standby"
 	switch {
 	case f.leading:

@@ -326,6 +326,7 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 		s.node.unsure = now().Add(c.ConfirmTimeout) // the last process's last signal has been handled by then
 	}
 	s.sourceTrouble = trouble{what: "credentials unusable; not eligible to forge", ok: "credentials usable again"}
+	s.counterTrouble = trouble{what: "the certificate's counter is ahead of what the chain accepts", ok: "the certificate's counter is within what the chain accepts"}
 	s.nodeCertTrouble = trouble{what: "the node did not take the credential set in place", ok: "the node runs the credential set in place"}
 	s.rejectTrouble = trouble{what: "mounted credential set refused; the last good set, if any, stays", ok: "mounted credential set valid again"}
 	s.leaseTrouble = trouble{what: "Lease API calls failing", ok: "Lease API calls working again"}

@@ -91,6 +91,11 @@ type chainSnapshot struct {
 	// NodeCertificateMismatch: the node, forging with the set in place,
 	// reports another certificate's start period: it did not take the set.
 	NodeCertificateMismatch string `json:"nodeCertificateMismatch,omitempty"`
+	// HighestOpCertCounter is the record on the Lease (counter.go);
+	// CounterWarning says when the set's counter is beyond what the chain
+	// accepts after it.
+	HighestOpCertCounter *int64 `json:"highestOpCertCounter,omitempty"`
+	CounterWarning       string `json:"counterWarning,omitempty"`
 }
 
 // statusServer answers the endpoints from the board.

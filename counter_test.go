@@ -1,0 +1,127 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+
+	"forge-manager/internal/testenv"
+)
+
+// The issue counter guard (counter.go, SPEC 12).
+
+func (w *world) counterRecord() string {
+	w.leases.mu.Lock()
+	defer w.leases.mu.Unlock()
+	if w.leases.l == nil {
+		return ""
+	}
+	return w.leases.l.Annotations[counterKey]
+}
+
+// TestCounterRecordedOnTheLease: the holder records the counter its node
+// confirmed forging with, and raises it after a rotation to the next.
+func TestCounterRecordedOnTheLease(t *testing.T) {
+	w, a := pair(t)
+	w.run(3 * time.Second)
+	pool := a.s.keyset.pool
+	if got := w.counterRecord(); got != pool+":0" {
+		t.Fatalf("record %q; want %s:0", got, pool)
+	}
+	rotate(t, a.cfg, "rotated") // counter 1
+	w.run(10 * time.Second)
+	if got := w.counterRecord(); got != pool+":1" {
+		t.Errorf("record %q after the rotation; want %s:1", got, pool)
+	}
+	if st := a.s.board.load().Chain; st.HighestOpCertCounter == nil || *st.HighestOpCertCounter != 1 {
+		t.Errorf("status highestOpCertCounter %v; want 1", st.HighestOpCertCounter)
+	}
+}
+
+// TestLowerCounterNeverForges: the pool forged with counter 1; the
+// standby's Secret still holds counter 0 (rolled back). When the leader
+// dies the standby does not forge, and says why with both counters; the
+// leader's own Secret rolled back is refused while its set runs.
+func TestLowerCounterNeverForges(t *testing.T) {
+	w, a := pair(t)
+	b := w.rep("bp-1")
+	rotate(t, a.cfg, "rotated")
+	w.run(10 * time.Second)
+	mount(t, a, testenv.KeySpec{Marker: "old", KESPeriod: testenv.MainnetKESPeriod(simEpoch) - 1}) // counter 0 again
+	w.run(5 * time.Second)
+	if a.s.rejected == nil || !strings.Contains(a.s.rejected.Error(), "issue counter 0 is below 1") {
+		t.Errorf("the leader took a rolled-back set: rejected %v", a.s.rejected)
+	}
+	w.onlyForger("bp-0")
+	a.stopped = true // the leader's sidecar dies; its node is killed with it
+	a.node.die(w.clock.now())
+	w.run(40 * time.Second)
+	if b.node.forgedOnce() {
+		t.Fatal("the standby forged with counter 0 after the pool forged with 1")
+	}
+	if why := b.s.ineligible(w.clock.now()); !strings.Contains(why, "issue counter 0 is below 1") {
+		t.Errorf("standby reason %q", why)
+	}
+}
+
+// TestCounterRecordReset: removing the annotation by hand resets the
+// record to what the leader forges with now; a record that does not parse
+// makes no replica eligible (it is not "no record").
+func TestCounterRecordReset(t *testing.T) {
+	w, a := pair(t)
+	w.run(3 * time.Second)
+	pool := a.s.keyset.pool
+	w.leases.edit(func(l *coordinationv1.Lease) { l.Annotations[counterKey] = pool + ":7" })
+	w.run(3 * time.Second)
+	if why := a.s.ineligible(w.clock.now()); !strings.Contains(why, "issue counter 0 is below 7") {
+		t.Fatalf("reason %q with a record of 7", why)
+	}
+	w.leases.edit(func(l *coordinationv1.Lease) { delete(l.Annotations, counterKey) })
+	w.run(20 * time.Second)
+	if got := w.counterRecord(); got != pool+":0" {
+		t.Errorf("record %q after the reset; want %s:0 again", got, pool)
+	}
+	w.settle(30 * time.Second)
+	w.leases.edit(func(l *coordinationv1.Lease) { l.Annotations[counterKey] = "garbage" })
+	w.run(20 * time.Second)
+	if len(w.forgers()) != 0 {
+		t.Errorf("forgers %v with an unreadable record; want none", w.forgers())
+	}
+}
+
+// TestCounterAheadWarns: a counter more than one above the record is
+// warned about, not refused (the chain's counter may have moved without
+// this record).
+func TestCounterAheadWarns(t *testing.T) {
+	w, a := pair(t)
+	w.run(3 * time.Second)
+	mount(t, a, testenv.KeySpec{Marker: "ahead", Counter: 3, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 1})
+	w.run(3 * time.Second)
+	if wn := a.s.board.load().Chain.CounterWarning; !strings.Contains(wn, "more than one above 0") {
+		t.Errorf("warning %q", wn)
+	}
+	w.onlyForger("bp-0")
+}
+
+// TestCounterRecordReadInTheTakeoverPass: the standby's view of the Lease
+// is lost just before the Lease expires (a lost race resets it): it reads
+// the record in the same step that takes the Lease over, and must not
+// enable in that pass with a counter below it.
+func TestCounterRecordReadInTheTakeoverPass(t *testing.T) {
+	w, a := pair(t)
+	b := w.rep("bp-1")
+	rotate(t, a.cfg, "rotated")
+	w.run(10 * time.Second)
+	a.stopped = true
+	a.node.die(w.clock.now())
+	for range 200 {
+		w.run(100 * time.Millisecond)
+		b.s.el.lease = nil // as after a conflict: the record is not known before the step
+	}
+	w.run(20 * time.Second)
+	if b.node.forgedOnce() {
+		t.Fatal("the standby enabled counter 0 in the pass that took the Lease with record 1")
+	}
+}
