@@ -128,3 +128,45 @@ func TestPodsAnotherPoolsKeysRefusedAtStart(t *testing.T) {
 		t.Fatalf("start with another pool's POOL_ID: %v; want init to name both pools", err)
 	}
 }
+
+// TestPodsLowerCounterRefused: the leader rotates to counter 1 and the
+// Lease records it; killed, it leaves a standby whose Secret still holds
+// counter 0: the standby never forges and says why, until its Secret is
+// updated too.
+func TestPodsLowerCounterRefused(t *testing.T) {
+	c := newCluster(t, 2, fastTiming)
+	leader, _ := c.settled(testenv.Monotonic(), 40*time.Second)
+	standby := "bp-0"
+	if leader == "bp-0" {
+		standby = "bp-1"
+	}
+	c0 := testenv.MainnetKESPeriod(time.Now())
+	next := testenv.Keys(testenv.KeySpec{Marker: "next", Counter: 1, KESPeriod: c0, KES: 1, CertFor: 1})
+	if err := c.Pod(leader).UpdateSecret(next); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the Lease records counter 1", func() bool {
+		out, err := c.CP.Kubectl("get", "leases", "-n", c.Tenant.Namespace, "-o", `jsonpath={.items[0].metadata.annotations.cardano\.io/opcert-counter}`)
+		return err == nil && strings.HasSuffix(string(out), ":1")
+	})
+	eventually(t, 10*time.Second, "the CardanoLeader shows the record", func() bool {
+		out, err := c.CP.Kubectl("get", "cardanoleaders", "-n", c.Tenant.Namespace, "-o", "jsonpath={.items[0].status.highestOpCertCounter} {.items[0].status.opCertCounter}")
+		return err == nil && string(out) == "1 1"
+	})
+	c.Kill(leader)
+	eventually(t, 30*time.Second, "the standby refuses counter 0", func() bool {
+		st, err := c.status(standby)
+		return err == nil && strings.Contains(st.Reason, "issue counter 0 is below 1")
+	})
+	time.Sleep(lease + 2*retry) // the Lease has expired: a standby that would forge, would
+	if f := c.forgers(); len(f) != 0 {
+		t.Fatalf("forgers %v with a rolled-back certificate; want none", f)
+	}
+	if err := c.Pod(standby).UpdateSecret(next); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.settled(testenv.Monotonic(), 20*time.Second); got != standby {
+		t.Errorf("%s forges after the update; want %s", got, standby)
+	}
+	c.checkNoOverlap()
+}
