@@ -125,3 +125,31 @@ func TestCounterRecordReadInTheTakeoverPass(t *testing.T) {
 		t.Fatal("the standby enabled counter 0 in the pass that took the Lease with record 1")
 	}
 }
+
+// TestCounterRecordOnTheToken: with cluster management the record rides
+// on the forging token too, so a region whose Secret is rolled back does
+// not forge when the token comes to it, although its own local Lease has
+// never seen the pool forge.
+func TestCounterRecordOnTheToken(t *testing.T) {
+	w := regions(t)
+	for _, r := range w.region("eu") {
+		rotate(t, r.cfg, "rotated") // counter 1
+	}
+	w.run(15 * time.Second)
+	w.cluster.token.mu.Lock()
+	rec := w.cluster.token.l.Annotations[counterKey]
+	w.cluster.token.mu.Unlock()
+	if !strings.HasSuffix(rec, ":1") {
+		t.Fatalf("token record %q; want counter 1", rec)
+	}
+	for _, r := range w.region("eu") { // the region is lost
+		r.stopped = true
+		r.node.die(w.clock.now())
+	}
+	w.run(90 * time.Second)
+	neverForged(t, w, "us", "with counter 0 after the pool forged with 1")
+	us := w.region("us")[0]
+	if why := us.s.ineligible(w.clock.now()); !strings.Contains(why, "issue counter 0 is below 1") {
+		t.Errorf("us reason %q", why)
+	}
+}

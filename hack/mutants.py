@@ -403,6 +403,9 @@ muts = [
  ("a rolled-back set replaces the running one", "loop.go",
   "			if p := s.chainProblemOf(ks, now) + s.counterProblemOf(ks); p != \"\" {", "			if p := s.chainProblemOf(ks, now); p != \"\" {",
   "TestLowerCounterNeverForges"),
+ ("the counter record not on the forging token", "counter.go",
+  "		return []*elector{s.el, s.cl.token}", "		return []*elector{s.el}",
+  "TestCounterRecordOnTheToken"),
 ]
 
 def main(only):
