@@ -73,6 +73,7 @@ type leaderFacts struct {
 	why     string // why not, if not
 	epoch   epoch
 	keys    keyStatus
+	refused string // the mounted credential set refused, and why ("" when none)
 }
 
 // statusWriter keeps the CardanoLeader status true with as few writes as
@@ -145,7 +146,11 @@ func (w *statusWriter) desired(now time.Time, f leaderFacts) leaderStatus {
 	if !f.forging {
 		c.Status, c.Reason, c.Message = "False", "NotForging", f.why
 	}
-	st.Conditions = []condition{stamped(c, old.Conditions, now)}
+	cr := condition{Type: "CredentialsAccepted", Status: "True", Reason: "Valid", Message: "the mounted credential set passes every check", ObservedGeneration: w.generation}
+	if f.refused != "" {
+		cr.Status, cr.Reason, cr.Message = "False", "Refused", f.refused+"; the running set stays"
+	}
+	st.Conditions = []condition{stamped(c, old.Conditions, now), stamped(cr, old.Conditions, now)}
 	return st
 }
 

@@ -160,3 +160,28 @@ func TestLeaderStatusRecreated(t *testing.T) {
 		t.Errorf("recreated status %+v; want forging false", st)
 	}
 }
+
+// TestLeaderStatusKeysAndRefusal: the keys' facts and a refused set reach
+// the CardanoLeader through the real API server's schema (nothing pruned,
+// so a steady status is not rewritten), with the CredentialsAccepted
+// condition.
+func TestLeaderStatusKeysAndRefusal(t *testing.T) {
+	e := newLeaderEnv(t)
+	w := newStatusWriter(e.sa, "bp-0", "bp-0_uid-a")
+	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	ep := epoch{UID: "lease-1", Transitions: 3}
+	keys := keyStatus{KeysPoolID: "pool1pu5jlj4q9w9jlxeu370a3c9myx47md5j5m2str0naunn2q3lkdy", OpCertCounter: ptr(uint64(4)),
+		HighestOpCertCounter: ptr(uint64(4)), KESPeriodStart: ptr(uint64(1500)), KESExpires: "2027-01-01T00:00:00Z"}
+	f := leaderFacts{forging: true, epoch: ep, keys: keys, refused: "SOURCE_KES_KEY does not belong to SOURCE_OP_CERT"}
+	mustSync(t, w, now, f)
+	if mustSync(t, w, now.Add(2*time.Second), f) {
+		t.Error("an unchanged status with keys was written again: a field pruned by the schema?")
+	}
+	st, _, _ := e.object()
+	if st.KeysPoolID != keys.KeysPoolID || st.HighestOpCertCounter == nil || *st.HighestOpCertCounter != 4 || st.KESExpires != keys.KESExpires {
+		t.Errorf("keys in the status: %+v", st.keyStatus)
+	}
+	if len(st.Conditions) != 2 || st.Conditions[1].Type != "CredentialsAccepted" || st.Conditions[1].Status != "False" || st.Conditions[1].Reason != "Refused" {
+		t.Errorf("conditions %+v", st.Conditions)
+	}
+}

@@ -546,7 +546,7 @@ func (s *sidecar) syncStatus(ctx context.Context, now time.Time, f leadership, w
 	defer acancel()
 	cctx, cancel := s.el.callContext(actx)
 	defer cancel()
-	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forgingConfirmed(), why: why, epoch: f.epoch, keys: s.keyStatus(now)})
+	wrote, err := s.status.sync(cctx, now, leaderFacts{forging: s.forgingConfirmed(), why: why, epoch: f.epoch, keys: s.keyStatus(now), refused: errString(s.rejected)})
 	if err != nil {
 		s.m.apiError(apiOp(err))
 	} else if wrote {
