@@ -114,7 +114,7 @@ func (s *sidecar) chainSnapshot(now time.Time) chainSnapshot {
 		v.HighestOpCertCounter = i64(int64(*ks.HighestOpCertCounter))
 	}
 	v.CounterWarning = s.counterWarning()
-	if k := v.NodeKESPeriodStart; k != nil && n.state == stateOn && n.loaded == s.digest && uint64(*k) != oc.kesPeriod {
+	if k := v.NodeKESPeriodStart; k != nil && n.lastRead == readOn && n.sending == s.digest && now.Sub(n.sent) >= s.tm.confirm && uint64(*k) != oc.kesPeriod {
 		v.NodeCertificateMismatch = fmt.Sprintf("the node forges with a certificate of KES period %d, not the one in place (period %d): it did not load the set (a KES key the node refuses?); see its log",
 			*k, oc.kesPeriod)
 	}

@@ -263,3 +263,45 @@ func TestRefusalClearsWhenTheSetInPlaceReturns(t *testing.T) {
 		t.Errorf("refusal %q after the running set came back; want none, and the log saying so", r)
 	}
 }
+
+// TestRotationConfirmedByTheKESGauge: new keys into a forging node that
+// exports its KES gauge: one SIGHUP, confirmed when the gauge shows the new
+// certificate's period, not by the forging gauge, which read 1 before.
+func TestRotationConfirmedByTheKESGauge(t *testing.T) {
+	w, a := pair(t)
+	a.node.exportKES = true
+	hups := a.node.hups
+	mount(t, a, testenv.KeySpec{Marker: "next", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 1})
+	w.run(15 * time.Second)
+	if a.node.hups != hups+1 || a.s.node.n.state != stateOn || a.s.node.n.loaded != a.s.digest {
+		t.Errorf("%d SIGHUPs, state %s, loaded current %v; want 1, on, true", a.node.hups-hups, a.s.node.n.state, a.s.node.n.loaded == a.s.digest)
+	}
+	if m := a.s.board.load().Chain.NodeCertificateMismatch; m != "" {
+		t.Errorf("mismatch %q", m)
+	}
+}
+
+// TestRotationNotTakenIsRetried: the node keeps its old keys on the
+// reload (as with a KES key it refuses) and forges on: the forging gauge's
+// 1 does not confirm it; the reload is retried, backing off, and the
+// mismatch reported; the leader keeps the lead and nobody else forges.
+func TestRotationNotTakenIsRetried(t *testing.T) {
+	w, a := pair(t)
+	a.node.exportKES, a.node.refuseKES = true, true
+	w.run(3 * time.Second)
+	a.node.kesStart = int64(testenv.MainnetKESPeriod(time.Now()) - 1)
+	hups := a.node.hups
+	mount(t, a, testenv.KeySpec{Marker: "next", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch) + 0, KES: 1, CertFor: 1})
+	w.run(40 * time.Second)
+	if a.node.hups-hups < 2 {
+		t.Errorf("%d SIGHUPs; want the reload retried", a.node.hups-hups)
+	}
+	if a.s.node.n.loaded == a.s.digest {
+		t.Error("the reload counts as loaded although the node reports the old certificate")
+	}
+	if m := a.s.board.load().Chain.NodeCertificateMismatch; !strings.Contains(m, "did not load the set") {
+		t.Errorf("mismatch %q; want it reported", m)
+	}
+	w.onlyForger("bp-0")
+	w.noOverlap()
+}

@@ -263,21 +263,22 @@ const (
 
 // nodeState is what the loop knows of the current node incarnation.
 type nodeState struct {
-	proc      nodeProc
-	presence  presence
-	fresh     bool // started after this sidecar: booted non-producing
-	signalled bool // we sent this incarnation a SIGHUP
-	state     forgeState
-	sent      time.Time // the SIGHUP in flight
-	unsure    time.Time // until then a signal of an earlier sidecar process may be in flight
-	before    reading   // the gauge when it was sent: only a change confirms
-	lastRead  reading   // what the gauge last said: a failed look says nothing
-	readAt    time.Time // when it said so
-	beforeAt  time.Time // when before was read
-	sending   string    // the credentials digest an enable in flight carries
-	loaded    string    // the digest the node runs with; "" unknown
-	failures  int       // consecutive enables that did not take
-	retryAt   time.Time
+	proc       nodeProc
+	presence   presence
+	fresh      bool // started after this sidecar: booted non-producing
+	signalled  bool // we sent this incarnation a SIGHUP
+	state      forgeState
+	sent       time.Time // the SIGHUP in flight
+	unsure     time.Time // until then a signal of an earlier sidecar process may be in flight
+	before     reading   // the gauge when it was sent: only a change confirms
+	lastRead   reading   // what the gauge last said: a failed look says nothing
+	readAt     time.Time // when it said so
+	beforeAt   time.Time // when before was read
+	sending    string    // the credentials digest an enable in flight carries
+	sendingKES int64     // ...and its certificate's start KES period (-1: not known)
+	loaded     string    // the digest the node runs with; "" unknown
+	failures   int       // consecutive enables that did not take
+	retryAt    time.Time
 
 	seenAt, socketAt time.Time
 	socketFails      int // consecutive failed connects since it answered

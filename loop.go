@@ -318,6 +318,7 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		if !s.writeHeartbeat(f, true) || !s.now().Before(in.enableBy()) {
 			return false
 		}
+		s.node.n.sendingKES = int64(s.keyset.cert.kesPeriod)
 		return s.node.hup(s.now(), true, s.digest)
 	case actDisable:
 		return s.node.hup(s.now(), false, "")

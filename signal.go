@@ -495,6 +495,15 @@ func (nt *nodeTracker) readGauge(ctx context.Context, now time.Time) {
 	nt.gauge.set(nt.log, err)
 	was := n.state
 	n.confirm(r, now, nt.confirm)
+	if was == stateEnabling && n.state == stateOn && n.before == readOn && err == nil && g.kesStart >= 0 && g.kesStart != n.sendingKES {
+		// New keys into a forging node: the gauge's 1 proves nothing, and
+		// the node's KES gauge says it still runs another certificate
+		// (SPEC 12, rotation). Not loaded (and not to be adopted as the
+		// files in place): retried, backing off.
+		n.state, n.loaded = stateUnknown, "not taken"
+		n.failures++
+		n.retryAt = now.Add(backoff(n.failures, nt.confirm))
+	}
 	nt.noteState(was, now)
 }
 

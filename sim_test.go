@@ -80,6 +80,8 @@ type simNode struct {
 	noTip     bool                      // it exports no slotNum
 	tipAhead  uint64                    // its tip is this many slots ahead of the wall clock
 	kesStart  int64                     // while forging, the start KES period it reports (0: none)
+	exportKES bool                      // it exports the KES gauge: the period of the certificate it loaded
+	refuseKES bool                      // a reload keeps the old keys (MismatchedKesKey), forging on
 	slowOn    time.Duration             // if set, a SIGHUP that enables takes this long
 
 	restartAt time.Time
@@ -190,6 +192,9 @@ func (n *simNode) signal(p nodeProc, sig unix.Signal) error {
 	case sig == unix.SIGHUP:
 		n.hups++
 		h := simHUP{at: n.clock.now().Add(n.hupDelay(n.hups)), result: n.readFiles()}
+		if n.exportKES && h.result != nil && *h.result && !(n.refuseKES && n.on) {
+			n.kesStart = certPeriodOf(n.files)
+		}
 		if n.slowOn > 0 && h.result != nil && *h.result {
 			h.at = n.clock.now().Add(n.slowOn)
 		}
@@ -215,6 +220,22 @@ func (n *simNode) delivered(from int) string {
 
 // forgedOnce tells whether any incarnation of this node ever forged.
 func (n *simNode) forgedOnce() bool { return len(n.spans) > 0 }
+
+// certPeriodOf is the start KES period of the certificate among files.
+func certPeriodOf(files []string) int64 {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if typ, raw, err := envelopeOf(b); err == nil && typ == "NodeOperationalCertificate" {
+			if oc, err := parseOpCert(raw); err == nil {
+				return int64(oc.kesPeriod)
+			}
+		}
+	}
+	return 0
+}
 
 // readFiles is what a SIGHUP handler decides from the files: all present,
 // forging; any missing (or not a regular file), not forging, unless wedged.

@@ -406,6 +406,12 @@ muts = [
  ("the counter record not on the forging token", "counter.go",
   "		return []*elector{s.el, s.cl.token}", "		return []*elector{s.el}",
   "TestCounterRecordOnTheToken"),
+ ("a reload confirmed by the forging gauge alone", "signal.go",
+  "	if was == stateEnabling && n.state == stateOn && n.before == readOn && err == nil && g.kesStart >= 0 && g.kesStart != n.sendingKES {", "	if false {",
+  "TestRotationNotTakenIsRetried"),
+ ("a reload not taken is adopted as the files in place", "signal.go",
+  "		n.state, n.loaded = stateUnknown, \"not taken\"", "		n.state, n.loaded = stateUnknown, \"\"",
+  "TestRotationNotTakenIsRetried"),
 ]
 
 def main(only):
