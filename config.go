@@ -781,10 +781,17 @@ func isPoolID(v string) error {
 	}
 	// A pool id binds the election to the keys (SPEC 12): one mistyped
 	// would silently bind nothing.
-	if _, ok := poolIDHex(v); !ok && strings.HasPrefix(strings.ToLower(v), "pool1") {
+	if _, ok := poolIDHex(v); !ok && looksLikePoolID(v) {
 		return fmt.Errorf("looks like a bech32 pool id but does not decode (a typo? want pool1 and 51 more characters with a valid checksum)")
 	}
 	return nil
+}
+
+// looksLikePoolID: pool1 and 51 more bech32 characters, the shape of a
+// pool id; a plain name such as pool1-bp is not one.
+func looksLikePoolID(v string) bool {
+	l := strings.ToLower(v)
+	return len(l) == 56 && strings.HasPrefix(l, "pool1") && strings.Trim(l[5:], bech32Charset) == ""
 }
 
 func isPoolHex(v string) error {

@@ -27,11 +27,14 @@ import (
 // counterKey holds "<pool id hex>:<counter>".
 const counterKey = "cardano.io/opcert-counter"
 
-// counterRecord is a Lease's record; ok is false when there is none.
+// counterRecord is a Lease's record; ok is false when there is none. uid
+// is the Lease it was read on.
 type counterRecord struct {
 	pool string
 	n    uint64
 	ok   bool
+	uid  string
+	name string // of the Lease
 }
 
 func (r counterRecord) String() string { return fmt.Sprintf("%s:%d", r.pool, r.n) }
@@ -44,15 +47,16 @@ func recordOn(l *coordinationv1.Lease) (counterRecord, error) {
 	}
 	v, set := l.Annotations[counterKey]
 	if !set {
-		return counterRecord{}, nil
+		return counterRecord{uid: string(l.UID), name: l.Name}, nil
 	}
 	pool, num, _ := strings.Cut(v, ":")
 	n, err := strconv.ParseUint(num, 10, 64)
-	if _, ok := poolIDHex(pool); err != nil || !ok || len(pool) != 2*poolIDSize {
+	hexID, ok := poolIDHex(pool)
+	if err != nil || !ok || len(pool) != 2*poolIDSize {
 		return counterRecord{}, fmt.Errorf("Lease %s has %s=%q, not <pool id hex>:<counter>: remove the annotation to reset the record (docs/keys.md)",
 			l.Name, counterKey, truncate(v, 100))
 	}
-	return counterRecord{pool: pool, n: n, ok: true}, nil
+	return counterRecord{pool: hexID, n: n, ok: true, uid: string(l.UID), name: l.Name}, nil
 }
 
 // counterLeases are the Leases that elect this replica's forging.
@@ -63,6 +67,46 @@ func (s *sidecar) counterLeases() []*elector {
 	return []*elector{s.el}
 }
 
+// seenRecord is a Lease's record as this replica knows it: read from the
+// elector's view, and, while that view is gone (a conflict, a failed read,
+// the Lease missing), the last one read, so a gap forgets nothing. A
+// record of a Lease since recreated (another UID, or none yet) carries
+// over: only removing the annotation from the Lease resets it.
+func (s *sidecar) seenRecord(e *elector) (counterRecord, error) {
+	if s.records == nil {
+		s.records = map[*elector]counterRecord{}
+	}
+	last := s.records[e]
+	if e.lease == nil {
+		return last, nil
+	}
+	rec, err := recordOn(e.lease)
+	if err != nil {
+		return rec, err
+	}
+	if !rec.ok && last.ok && last.uid != rec.uid {
+		rec.pool, rec.n, rec.ok, rec.name = last.pool, last.n, true, last.name // the Lease was recreated
+	}
+	s.records[e] = rec
+	return rec, nil
+}
+
+// highestRecord is the highest record of pool on the Leases that elect
+// this replica, or an error if one cannot be read.
+func (s *sidecar) highestRecord(pool string) (counterRecord, error) {
+	var best counterRecord
+	for _, e := range s.counterLeases() {
+		rec, err := s.seenRecord(e)
+		if err != nil {
+			return counterRecord{}, err
+		}
+		if rec.ok && rec.pool == pool && (!best.ok || rec.n > best.n) {
+			best = rec
+		}
+	}
+	return best, nil
+}
+
 // counterProblem says why the set in place may not forge by its counter
 // ("" if it may).
 func (s *sidecar) counterProblem() string { return s.counterProblemOf(s.keyset) }
@@ -70,38 +114,50 @@ func (s *sidecar) counterProblem() string { return s.counterProblemOf(s.keyset) 
 // counterProblemOf: the set's counter is below the record of its pool on
 // a Lease that elects the forger, or a record cannot be read.
 func (s *sidecar) counterProblemOf(ks keySet) string {
-	for _, e := range s.counterLeases() {
-		rec, err := recordOn(e.lease)
-		switch {
-		case err != nil:
-			return err.Error()
-		case rec.ok && rec.pool == ks.pool && ks.cert.counter < rec.n:
-			return fmt.Sprintf("the operational certificate's issue counter %d is below %d, which this pool already forged with (Lease %s): its blocks would be invalid (a rolled-back Secret?); mount the current certificate, or reset the record as docs/keys.md says",
-				ks.cert.counter, rec.n, e.lease.Name)
-		}
+	rec, err := s.highestRecord(ks.pool)
+	switch {
+	case err != nil:
+		return err.Error()
+	case rec.ok && ks.cert.counter < rec.n:
+		return fmt.Sprintf("the operational certificate's issue counter %d is below %d, which this pool already forged with (Lease %s): its blocks would be invalid (a rolled-back Secret?); mount the current certificate, or reset the record as docs/keys.md says",
+			ks.cert.counter, rec.n, rec.name)
 	}
 	return ""
 }
 
 // stampCounter sets how each elector's next writes as holder edit the
-// record: raised to the counter the node confirmed forging with, a record
-// of another pool replaced. The edit is judged on the record being
-// written, the latest read or written, so a record raised since (by hand,
-// or by another holder) is never lowered.
+// record, judged on the record being written (the latest read or
+// written), so a record raised since, by hand or by another holder, is
+// never lowered: a Lease recreated without it gets the one this replica
+// last read; the record is raised to the counter the node confirmed
+// forging with (by its KES gauge, when it exports one: a reload it did not
+// take is not "loaded"). Another pool's record is left alone: a Lease
+// records one pool (docs/keys.md).
 func (s *sidecar) stampCounter() {
 	n := &s.node.n
-	var stamp func(l *coordinationv1.Lease)
-	if n.state == stateOn && n.loaded == s.digest && s.keyset.pool != "" {
-		mine := counterRecord{pool: s.keyset.pool, n: s.keyset.cert.counter, ok: true}
-		stamp = func(l *coordinationv1.Lease) {
+	forging := n.state == stateOn && n.loaded == s.digest && s.keyset.pool != ""
+	mine := counterRecord{pool: s.keyset.pool, n: s.keyset.cert.counter, ok: true}
+	for _, e := range s.counterLeases() {
+		last, err := s.seenRecord(e)
+		if err != nil {
+			e.stamp = nil
+			continue
+		}
+		e.stamp = func(l *coordinationv1.Lease) {
 			rec, err := recordOn(l)
-			if err == nil && (!rec.ok || rec.pool != mine.pool || rec.n < mine.n) {
-				l.Annotations[counterKey] = mine.String()
+			switch {
+			case err != nil:
+				return
+			case !rec.ok && last.ok && last.uid != string(l.UID):
+				rec = last // recreated: carry the record over
+			}
+			if forging && (!rec.ok || (rec.pool == mine.pool && rec.n < mine.n)) {
+				rec = mine
+			}
+			if rec.ok {
+				l.Annotations[counterKey] = rec.String()
 			}
 		}
-	}
-	for _, e := range s.counterLeases() {
-		e.stamp = stamp
 	}
 }
 
@@ -111,11 +167,11 @@ func (s *sidecar) keyStatus(now time.Time) keyStatus {
 		return keyStatus{}
 	}
 	oc := s.keyset.cert
-	ks := keyStatus{KeysPoolID: s.keyset.poolBech32(), OpCertCounter: ptr(oc.counter), KESPeriodStart: ptr(oc.kesPeriod)}
+	ks := keyStatus{KeysPoolID: ptr(s.keyset.poolBech32()), OpCertCounter: ptr(oc.counter), KESPeriodStart: ptr(oc.kesPeriod)}
 	if w, err := s.chain.kesWindow(oc.kesPeriod, now); err == nil {
-		ks.KESExpires = w.expires.UTC().Format(time.RFC3339)
+		ks.KESExpires = ptr(w.expires.UTC().Format(time.RFC3339))
 	}
-	if rec, err := recordOn(s.el.lease); err == nil && rec.ok && rec.pool == s.keyset.pool {
+	if rec, err := s.highestRecord(s.keyset.pool); err == nil && rec.ok {
 		ks.HighestOpCertCounter = ptr(rec.n)
 	}
 	return ks
@@ -125,11 +181,9 @@ func (s *sidecar) keyStatus(now time.Time) keyStatus {
 // certificate further ahead forges blocks the chain rejects, unless the
 // chain's counter moved without this record (another tool forged).
 func (s *sidecar) counterWarning() string {
-	for _, e := range s.counterLeases() {
-		if rec, err := recordOn(e.lease); err == nil && rec.ok && rec.pool == s.keyset.pool && s.keyset.cert.counter > rec.n+1 {
-			return fmt.Sprintf("the operational certificate's issue counter %d is more than one above %d, the highest this pool forged with: the chain accepts only %d or %d (CounterOverIncrementedOCERT)",
-				s.keyset.cert.counter, rec.n, rec.n, rec.n+1)
-		}
+	if rec, err := s.highestRecord(s.keyset.pool); err == nil && rec.ok && s.keyset.cert.counter > rec.n+1 {
+		return fmt.Sprintf("the operational certificate's issue counter %d is more than one above %d, the highest this pool forged with: the chain accepts only %d or %d (CounterOverIncrementedOCERT)",
+			s.keyset.cert.counter, rec.n, rec.n, rec.n+1)
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"forge-manager/internal/testenv"
 )
@@ -151,5 +152,84 @@ func TestCounterRecordOnTheToken(t *testing.T) {
 	us := w.region("us")[0]
 	if why := us.s.ineligible(w.clock.now()); !strings.Contains(why, "issue counter 0 is below 1") {
 		t.Errorf("us reason %q", why)
+	}
+}
+
+// TestCounterRecordSurvivesAGap: the leader forged with counter 1 and its
+// Secret is rolled back to 0 (refused); then its renew conflicts with a
+// hand edit and the reads that follow fail: its view of the Lease is gone
+// for a while, and the record with it, but not from what it remembers: the
+// rolled-back set is never taken.
+func TestCounterRecordSurvivesAGap(t *testing.T) {
+	w, a := pair(t)
+	rotate(t, a.cfg, "rotated")
+	w.run(10 * time.Second)
+	mount(t, a, testenv.KeySpec{Marker: "old", KESPeriod: testenv.MainnetKESPeriod(simEpoch) - 1})
+	w.run(3 * time.Second)
+	w.leases.edit(func(l *coordinationv1.Lease) { l.Labels = map[string]string{"touched": "by-hand"} })
+	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	for range 40 {
+		w.run(100 * time.Millisecond)
+		if a.s.keyset.cert.counter != 1 {
+			t.Fatalf("the rolled-back set (counter %d) was taken while the Lease was not readable", a.s.keyset.cert.counter)
+		}
+	}
+	a.api.refuse = nil
+	w.run(10 * time.Second)
+	if a.s.keyset.cert.counter != 1 {
+		t.Errorf("counter %d in place; want 1", a.s.keyset.cert.counter)
+	}
+}
+
+// TestCounterRecordCarriedOverARecreation: a Lease recreated (a new UID)
+// without the record gets the one last read on its predecessor, even from
+// a writer not forging itself; the same Lease with the annotation removed
+// (the documented reset) does not.
+func TestCounterRecordCarriedOverARecreation(t *testing.T) {
+	w, a := pair(t)
+	rotate(t, a.cfg, "rotated")
+	w.run(10 * time.Second)
+	s := a.s
+	old := w.leases.l.DeepCopy()
+	if rec, err := s.seenRecord(s.el); err != nil || !rec.ok || rec.n != 1 {
+		t.Fatalf("seen record %+v, %v", rec, err)
+	}
+	s.node.n.loaded = "not this set" // not forging with the set in place: no stamp of its own
+	s.stampCounter()
+	recreated := &coordinationv1.Lease{}
+	recreated.UID, recreated.Annotations = "uid-new", map[string]string{}
+	s.el.stamp(recreated)
+	if got := recreated.Annotations[counterKey]; !strings.HasSuffix(got, ":1") {
+		t.Errorf("recreated Lease record %q; want counter 1 carried over", got)
+	}
+	reset := old.DeepCopy()
+	delete(reset.Annotations, counterKey)
+	s.el.stamp(reset)
+	if got, ok := reset.Annotations[counterKey]; ok {
+		t.Errorf("the reset Lease got %q back", got)
+	}
+	// With the Lease deleted by hand the leader recreates it at once, and
+	// the record is on it.
+	w.leases.delete()
+	w.run(5 * time.Second)
+	if got := w.counterRecord(); !strings.HasSuffix(got, ":1") {
+		t.Errorf("record %q on the recreated Lease; want counter 1", got)
+	}
+}
+
+// TestAnotherPoolsSetIsNotTaken: while a set runs, a new set of another
+// pool (POOL_ID a plain name, so nothing else binds it) is refused, and
+// the record of the running pool stays.
+func TestAnotherPoolsSetIsNotTaken(t *testing.T) {
+	w, a := pair(t)
+	w.run(3 * time.Second)
+	rec := w.counterRecord()
+	mount(t, a, testenv.KeySpec{Marker: "other", Cold: "another pool", KESPeriod: testenv.MainnetKESPeriod(simEpoch)})
+	w.run(10 * time.Second)
+	if a.s.rejected == nil || !strings.Contains(a.s.rejected.Error(), "another pool's keys") {
+		t.Errorf("rejected = %v", a.s.rejected)
+	}
+	if got := w.counterRecord(); got != rec {
+		t.Errorf("record %q; want %q kept", got, rec)
 	}
 }

@@ -42,12 +42,14 @@ type leaderStatus struct {
 
 // keyStatus is what the leader's credentials say (SPEC 12): values that
 // change only with the keys, so the status is still written on change only.
+// The status is written as a JSON merge patch, in which only a null
+// removes a field: so no omitempty here.
 type keyStatus struct {
-	KeysPoolID           string  `json:"keysPoolID,omitempty"` // proven by the cold key, bech32
-	OpCertCounter        *uint64 `json:"opCertCounter,omitempty"`
-	HighestOpCertCounter *uint64 `json:"highestOpCertCounter,omitempty"` // the record on the Lease
-	KESPeriodStart       *uint64 `json:"kesPeriodStart,omitempty"`
-	KESExpires           string  `json:"kesExpires,omitempty"`
+	KeysPoolID           *string `json:"keysPoolID"` // proven by the cold key, bech32
+	OpCertCounter        *uint64 `json:"opCertCounter"`
+	HighestOpCertCounter *uint64 `json:"highestOpCertCounter"` // the record on the Lease
+	KESPeriodStart       *uint64 `json:"kesPeriodStart"`
+	KESExpires           *string `json:"kesExpires"`
 }
 
 // condition has the standard shape (metav1.Condition).
@@ -82,6 +84,10 @@ type statusWriter struct {
 	api           leaderAPI
 	pod, identity string
 	known         *leaderStatus // what the server holds, as last read or written
+	// sent is the status last written, until the next read: a server that
+	// stores it otherwise (a field its schema prunes) is not written the
+	// same again every pass, only once per resync.
+	sent *leaderStatus
 	generation    int64
 	readAt        time.Time
 }
@@ -100,7 +106,7 @@ func (w *statusWriter) sync(ctx context.Context, now time.Time, f leaderFacts) (
 		}
 	}
 	next := w.desired(now, f)
-	if reflect.DeepEqual(next, *w.known) {
+	if reflect.DeepEqual(next, *w.known) || (w.sent != nil && reflect.DeepEqual(next, *w.sent)) {
 		return false, nil
 	}
 	obj, err := w.api.patchStatus(ctx, next)
@@ -108,7 +114,7 @@ func (w *statusWriter) sync(ctx context.Context, now time.Time, f leaderFacts) (
 		w.known = nil // re-read next time: deleted by hand, or we do not know what landed
 		return false, err
 	}
-	w.known, w.generation = &obj.Status, obj.Metadata.Generation
+	w.known, w.generation, w.sent = &obj.Status, obj.Metadata.Generation, &next
 	return true, nil
 }
 
@@ -120,7 +126,7 @@ func (w *statusWriter) read(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	w.known, w.generation, w.readAt = &obj.Status, obj.Metadata.Generation, now
+	w.known, w.generation, w.readAt, w.sent = &obj.Status, obj.Metadata.Generation, now, nil
 	return nil
 }
 

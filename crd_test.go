@@ -170,16 +170,26 @@ func TestLeaderStatusKeysAndRefusal(t *testing.T) {
 	w := newStatusWriter(e.sa, "bp-0", "bp-0_uid-a")
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	ep := epoch{UID: "lease-1", Transitions: 3}
-	keys := keyStatus{KeysPoolID: "pool1pu5jlj4q9w9jlxeu370a3c9myx47md5j5m2str0naunn2q3lkdy", OpCertCounter: ptr(uint64(4)),
-		HighestOpCertCounter: ptr(uint64(4)), KESPeriodStart: ptr(uint64(1500)), KESExpires: "2027-01-01T00:00:00Z"}
+	keys := keyStatus{KeysPoolID: ptr("pool1pu5jlj4q9w9jlxeu370a3c9myx47md5j5m2str0naunn2q3lkdy"), OpCertCounter: ptr(uint64(4)),
+		HighestOpCertCounter: ptr(uint64(4)), KESPeriodStart: ptr(uint64(1500)), KESExpires: ptr("2027-01-01T00:00:00Z")}
 	f := leaderFacts{forging: true, epoch: ep, keys: keys, refused: "SOURCE_KES_KEY does not belong to SOURCE_OP_CERT"}
 	mustSync(t, w, now, f)
 	if mustSync(t, w, now.Add(2*time.Second), f) {
 		t.Error("an unchanged status with keys was written again: a field pruned by the schema?")
 	}
 	st, _, _ := e.object()
-	if st.KeysPoolID != keys.KeysPoolID || st.HighestOpCertCounter == nil || *st.HighestOpCertCounter != 4 || st.KESExpires != keys.KESExpires {
+	if st.KeysPoolID == nil || *st.KeysPoolID != *keys.KeysPoolID || st.HighestOpCertCounter == nil || *st.HighestOpCertCounter != 4 || st.KESExpires == nil {
 		t.Errorf("keys in the status: %+v", st.keyStatus)
+	}
+	// The record reset and the keys gone: the fields are removed (a merge
+	// patch removes only what is sent as null), and then nothing is written.
+	f.keys = keyStatus{}
+	mustSync(t, w, now.Add(4*time.Second), f)
+	if mustSync(t, w, now.Add(6*time.Second), f) {
+		t.Error("written again after the keys' fields went: the merge patch did not remove them")
+	}
+	if st, _, _ := e.object(); st.KeysPoolID != nil || st.HighestOpCertCounter != nil {
+		t.Errorf("keys still in the status: %+v", st.keyStatus)
 	}
 	if len(st.Conditions) != 2 || st.Conditions[1].Type != "CredentialsAccepted" || st.Conditions[1].Status != "False" || st.Conditions[1].Reason != "Refused" {
 		t.Errorf("conditions %+v", st.Conditions)

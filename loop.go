@@ -44,9 +44,10 @@ type sidecar struct {
 
 	sources  [][]byte
 	digest   string
-	keyset   keySet    // what sources prove (opcert.go)
-	rejected error     // the mounted set, refused while sources stay the last good one
-	chain    slotClock // the network's (chain.go)
+	keyset   keySet                     // what sources prove (opcert.go)
+	rejected error                      // the mounted set, refused while sources stay the last good one
+	chain    slotClock                  // the network's (chain.go)
+	records  map[*elector]counterRecord // the counter record last read on each Lease (counter.go)
 	stopping bool
 	leading  bool   // as of the last pass, for transition logs
 	released bool   // the last leadership ended by our release
@@ -406,6 +407,10 @@ func (s *sidecar) refreshSources(now time.Time) {
 	}
 	if digest != s.digest {
 		ks, err := validateSources(data, s.names.poolID, s.names.poolHex)
+		if err == nil && s.sources != nil && ks.pool != s.keyset.pool {
+			err = fmt.Errorf("the new set is pool %s, the running set pool %s: another pool's keys are not taken while a set runs (restart the pods to change pools on purpose)",
+				ks.poolBech32(), s.keyset.poolBech32())
+		}
 		if err == nil && s.sources != nil && s.kesProblem(now) == "" && s.counterProblem() == "" {
 			if p := s.chainProblemOf(ks, now) + s.counterProblemOf(ks); p != "" {
 				err = fmt.Errorf("the new set cannot forge now, so the running one stays: %s", p)

@@ -412,6 +412,15 @@ muts = [
  ("a reload not taken is adopted as the files in place", "signal.go",
   "		n.state, n.loaded = stateUnknown, \"not taken\"", "		n.state, n.loaded = stateUnknown, \"\"",
   "TestRotationNotTakenIsRetried"),
+ ("a gap in the Lease view forgets the counter record", "counter.go",
+  "	if e.lease == nil {\n		return last, nil\n	}", "	if e.lease == nil {\n		return counterRecord{}, nil\n	}",
+  "TestCounterRecordSurvivesAGap"),
+ ("a recreated Lease drops the counter record", "counter.go",
+  "			case !rec.ok && last.ok && last.uid != string(l.UID):\n				rec = last // recreated: carry the record over", "			case false:",
+  "TestCounterRecordCarriedOverARecreation"),
+ ("another pool's set replaces a running one", "loop.go",
+  "		if err == nil && s.sources != nil && ks.pool != s.keyset.pool {", "		if false {",
+  "TestAnotherPoolsSetIsNotTaken"),
 ]
 
 def main(only):
