@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -167,7 +168,16 @@ func TestCounterRecordSurvivesAGap(t *testing.T) {
 	mount(t, a, testenv.KeySpec{Marker: "old", KESPeriod: testenv.MainnetKESPeriod(simEpoch) - 1})
 	w.run(3 * time.Second)
 	w.leases.edit(func(l *coordinationv1.Lease) { l.Labels = map[string]string{"touched": "by-hand"} })
-	a.api.refuse = apierrors.NewServiceUnavailable("busy")
+	renewed := false
+	a.api.check = func(_ context.Context, op string) {
+		switch {
+		case renewed: // every call after the conflicting renew fails
+			a.api.refuse, a.api.check = apierrors.NewServiceUnavailable("busy"), nil
+		case op == "update":
+			renewed = true
+		}
+	}
+	w.runUntil(5*time.Second, "the leader's view of the Lease lost", func() bool { return a.s.el.lease == nil })
 	for range 40 {
 		w.run(100 * time.Millisecond)
 		if a.s.keyset.cert.counter != 1 {

@@ -87,9 +87,9 @@ type statusWriter struct {
 	// sent is the status last written, until the next read: a server that
 	// stores it otherwise (a field its schema prunes) is not written the
 	// same again every pass, only once per resync.
-	sent *leaderStatus
-	generation    int64
-	readAt        time.Time
+	sent       *leaderStatus
+	generation int64
+	readAt     time.Time
 }
 
 func newStatusWriter(api leaderAPI, pod, identity string) *statusWriter {

@@ -416,7 +416,7 @@ muts = [
   "	if e.lease == nil {\n		return last, nil\n	}", "	if e.lease == nil {\n		return counterRecord{}, nil\n	}",
   "TestCounterRecordSurvivesAGap"),
  ("a recreated Lease drops the counter record", "counter.go",
-  "			case !rec.ok && last.ok && last.uid != string(l.UID):\n				rec = last // recreated: carry the record over", "			case false:",
+  "			case !rec.ok && last.ok && last.uid != string(l.UID):\n				rec = last // recreated: carry the record over", "			case false:\n				_ = last",
   "TestCounterRecordCarriedOverARecreation"),
  ("another pool's set replaces a running one", "loop.go",
   "		if err == nil && s.sources != nil && ks.pool != s.keyset.pool {", "		if false {",
