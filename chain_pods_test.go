@@ -82,6 +82,11 @@ func TestPodsKESRotation(t *testing.T) {
 	if v, _ := c.metric(leader, "forge_manager_credentials_refused"); v != 1 {
 		t.Errorf("forge_manager_credentials_refused = %v; want 1", v)
 	}
+	eventually(t, 10*time.Second, "a Warning Event on the leader's pod", func() bool {
+		out, err := c.CP.Kubectl("get", "events", "-n", c.Tenant.Namespace, "--field-selector",
+			"reason=CredentialsRefused,involvedObject.name="+leader, "-o", "jsonpath={.items[*].type}")
+		return err == nil && string(out) == "Warning"
+	})
 	if hups() != before || len(c.forgers()) != 1 || c.forgers()[0] != leader {
 		t.Fatalf("after a refused set: %v enable SIGHUPs (was %v), forgers %v; want none and %s forging", hups(), before, c.forgers(), leader)
 	}

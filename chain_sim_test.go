@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -305,4 +307,47 @@ func TestRotationNotTakenIsRetried(t *testing.T) {
 	}
 	w.onlyForger("bp-0")
 	w.noOverlap()
+}
+
+// fakeEvents records Events; fail makes the next writes fail.
+type fakeEvents struct {
+	got  []string
+	fail int
+}
+
+func (f *fakeEvents) emit(_ context.Context, reason, message string, _ time.Time) error {
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("events: 503")
+	}
+	f.got = append(f.got, reason+": "+message)
+	return nil
+}
+
+// TestEventOncePerRefusal: a refused set is one Warning Event, not one per
+// pass; a failed write is retried; a new refusal after a good set is
+// another Event.
+func TestEventOncePerRefusal(t *testing.T) {
+	w, a := pair(t)
+	ev := &fakeEvents{fail: 2}
+	a.s.events = ev
+	good := map[string][]byte{}
+	for _, p := range []string{a.cfg.SourceKES, a.cfg.SourceVRF, a.cfg.SourceOpCert} {
+		good[p], _ = os.ReadFile(p)
+	}
+	bad := testenv.KeySpec{Marker: "bad", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch), KES: 1, CertFor: 0}
+	mount(t, a, bad)
+	w.run(20 * time.Second)
+	if len(ev.got) != 1 || !strings.HasPrefix(ev.got[0], "CredentialsRefused: SOURCE_KES_KEY does not belong") {
+		t.Fatalf("events %q; want one CredentialsRefused after two failed writes", ev.got)
+	}
+	for p, b := range good {
+		putSecret(t, p, b)
+	}
+	w.run(5 * time.Second)
+	mount(t, a, bad)
+	w.run(5 * time.Second)
+	if len(ev.got) != 2 {
+		t.Errorf("events %q; want a second one for the second refusal", ev.got)
+	}
 }

@@ -188,6 +188,13 @@ func TestServerAcceptsConfiguredNames(t *testing.T) {
 	}
 }
 
+// event is a Warning Event about a pod, as events.go writes one.
+func event(ns string) map[string]any {
+	return map[string]any{"apiVersion": "v1", "kind": "Event", "metadata": map[string]any{"generateName": "bp-0.", "namespace": ns},
+		"involvedObject": map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": "bp-0"},
+		"reason": "CredentialsRefused", "message": "test", "type": "Warning"}
+}
+
 // TestRoleIsLeastPrivilege: the shipped Role lets the ServiceAccount do
 // exactly what forge-manager does, checked by real requests with the
 // ServiceAccount's own token.
@@ -243,6 +250,9 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 		{"patch CardanoForgeCluster spec", "PATCH", clusters + "/mine", map[string]any{"spec": map[string]any{"priority": 1}}, false},
 		{"create CardanoForgeCluster", "POST", clusters, forgeCluster("new", validSpec()), false},
 		{"delete CardanoForgeCluster", "DELETE", clusters + "/mine", nil, false},
+		{"create an Event", "POST", "/api/v1/namespaces/" + tn.Namespace + "/events", event(tn.Namespace), true},
+		{"list Events", "GET", "/api/v1/namespaces/" + tn.Namespace + "/events", nil, false},
+		{"create an Event in another namespace", "POST", "/api/v1/namespaces/" + other.Namespace + "/events", event(other.Namespace), false},
 		{"list pods", "GET", "/api/v1/namespaces/" + tn.Namespace + "/pods", nil, false},
 		{"list namespaces", "GET", "/api/v1/namespaces", nil, false},
 	}

@@ -48,6 +48,8 @@ type sidecar struct {
 	rejected error                      // the mounted set, refused while sources stay the last good one
 	chain    slotClock                  // the network's (chain.go)
 	records  map[*elector]counterRecord // the counter record last read on each Lease (counter.go)
+	events   eventSink                  // Kubernetes Events (events.go); nil: none
+	evented  map[string]string          // what each Event reason last said
 	stopping bool
 	leading  bool   // as of the last pass, for transition logs
 	released bool   // the last leadership ended by our release
@@ -539,6 +541,11 @@ func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 		s.status.forget()
 	}
 	s.publish(now, f)
+	ectx, cancel := s.apiContext(ctx, s.facts(s.now()))
+	defer cancel()
+	ectx, cancel2 := context.WithTimeout(ectx, s.tm.api)
+	defer cancel2()
+	s.noteEvents(ectx, s.board.load().Chain)
 }
 
 // syncStatus writes the CardanoLeader status, only while leading at this

@@ -191,6 +191,7 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	s := newSidecar(c, tn, log, time.Now, host)
 	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
+	s.events = &kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, uid: c.PodUID}
 	if c.ClusterManagement {
 		if s.cl, err = wireCluster(c, tn, identity, crc, log, s.now); err != nil {
 			return err
