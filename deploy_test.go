@@ -192,7 +192,7 @@ func TestServerAcceptsConfiguredNames(t *testing.T) {
 func event(ns string) map[string]any {
 	return map[string]any{"apiVersion": "v1", "kind": "Event", "metadata": map[string]any{"generateName": "bp-0.", "namespace": ns},
 		"involvedObject": map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": "bp-0"},
-		"reason": "CredentialsRefused", "message": "test", "type": "Warning"}
+		"reason":         "CredentialsRefused", "message": "test", "type": "Warning"}
 }
 
 // TestRoleIsLeastPrivilege: the shipped Role lets the ServiceAccount do
