@@ -295,9 +295,11 @@ func TestRotationNotTakenIsRetried(t *testing.T) {
 	a.node.kesStart = int64(testenv.MainnetKESPeriod(time.Now()) - 1)
 	hups := a.node.hups
 	mount(t, a, testenv.KeySpec{Marker: "next", Counter: 1, KESPeriod: testenv.MainnetKESPeriod(simEpoch) + 0, KES: 1, CertFor: 1})
-	w.run(40 * time.Second)
-	if a.node.hups-hups < 2 {
-		t.Errorf("%d SIGHUPs; want the reload retried", a.node.hups-hups)
+	w.run(120 * time.Second)
+	// Each try waits SIGHUP_CONFIRM_TIMEOUT (5 s), then backs off 5, 10,
+	// 20, 30 s: about 5 tries in 120 s; without backing off, 12.
+	if n := a.node.hups - hups; n < 2 || n > 6 {
+		t.Errorf("%d SIGHUPs in 120 s; want the reload retried, backing off", n)
 	}
 	if a.s.node.n.loaded == a.s.digest {
 		t.Error("the reload counts as loaded although the node reports the old certificate")

@@ -12,8 +12,9 @@ package main
 //
 // What it does not promise: a holder that dies within RETRY_PERIOD of its
 // first forging with a new counter has not recorded it yet; a Lease
-// deleted by hand forgets the record (the CardanoLeader status keeps the
-// last one for the operator to see).
+// deleted by hand keeps the record only through replicas that read it
+// before (a new Lease gets it from them), and an etcd restore can bring
+// an older one back.
 
 import (
 	"fmt"
@@ -84,11 +85,24 @@ func (s *sidecar) seenRecord(e *elector) (counterRecord, error) {
 	if err != nil {
 		return rec, err
 	}
-	if !rec.ok && last.ok && last.uid != rec.uid {
-		rec.pool, rec.n, rec.ok, rec.name = last.pool, last.n, true, last.name // the Lease was recreated
-	}
+	rec = carried(rec, last)
 	s.records[e] = rec
 	return rec, nil
+}
+
+// carried is rec, read on a Lease, judged with last, read on the Lease of
+// that name before it was recreated (another UID): the higher record of
+// the pool wins, and stays tied to the earlier UID until the new Lease
+// carries one at least as high. Only removing the annotation from the
+// same Lease resets the record.
+func carried(rec, last counterRecord) counterRecord {
+	if !last.ok || last.uid == rec.uid {
+		return rec
+	}
+	if !rec.ok || (rec.pool == last.pool && rec.n < last.n) {
+		return last
+	}
+	return rec
 }
 
 // highestRecord is the highest record of pool on the Leases that elect
@@ -145,12 +159,10 @@ func (s *sidecar) stampCounter() {
 		}
 		e.stamp = func(l *coordinationv1.Lease) {
 			rec, err := recordOn(l)
-			switch {
-			case err != nil:
+			if err != nil {
 				return
-			case !rec.ok && last.ok && last.uid != string(l.UID):
-				rec = last // recreated: carry the record over
 			}
+			rec = carried(rec, last)
 			if forging && (!rec.ok || (rec.pool == mine.pool && rec.n < mine.n)) {
 				rec = mine
 			}
@@ -184,6 +196,12 @@ func (s *sidecar) counterWarning() string {
 	if rec, err := s.highestRecord(s.keyset.pool); err == nil && rec.ok && s.keyset.cert.counter > rec.n+1 {
 		return fmt.Sprintf("the operational certificate's issue counter %d is more than one above %d, the highest this pool forged with: the chain accepts only %d or %d (CounterOverIncrementedOCERT)",
 			s.keyset.cert.counter, rec.n, rec.n, rec.n+1)
+	}
+	for _, e := range s.counterLeases() {
+		if rec, err := s.seenRecord(e); err == nil && rec.ok && s.keyset.pool != "" && rec.pool != s.keyset.pool {
+			return fmt.Sprintf("Lease %s records the counter of another pool (%s), so this pool's is not recorded and a rolled-back certificate would not be caught: remove the annotation %s (docs/keys.md)",
+				rec.name, rec.pool, counterKey)
+		}
 	}
 	return ""
 }

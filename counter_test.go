@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -212,6 +213,23 @@ func TestCounterRecordCarriedOverARecreation(t *testing.T) {
 	if got := recreated.Annotations[counterKey]; !strings.HasSuffix(got, ":1") {
 		t.Errorf("recreated Lease record %q; want counter 1 carried over", got)
 	}
+	// Read back (twice: a carried record is not forgotten after one look),
+	// with no record or a lower one, it is still counter 1.
+	for _, ann := range []string{"", s.keyset.pool + ":0"} {
+		view := recreated.DeepCopy()
+		view.Annotations = map[string]string{}
+		if ann != "" {
+			view.Annotations[counterKey] = ann
+		}
+		s.el.lease = view
+		for range 2 {
+			if rec, err := s.seenRecord(s.el); err != nil || !rec.ok || rec.n != 1 {
+				t.Errorf("record %q on the recreated Lease read as %+v, %v; want counter 1", ann, rec, err)
+			}
+		}
+	}
+	s.el.lease = old
+	s.seenRecord(s.el)
 	reset := old.DeepCopy()
 	delete(reset.Annotations, counterKey)
 	s.el.stamp(reset)
@@ -227,13 +245,17 @@ func TestCounterRecordCarriedOverARecreation(t *testing.T) {
 	}
 }
 
-// TestAnotherPoolsSetIsNotTaken: while a set runs, a new set of another
-// pool (POOL_ID a plain name, so nothing else binds it) is refused, and
-// the record of the running pool stays.
+// TestAnotherPoolsSetIsNotTaken: a running sidecar never takes a set of
+// another pool (POOL_ID a plain name, so nothing else binds it), even
+// after a moment with no set at all; the record of its pool stays.
 func TestAnotherPoolsSetIsNotTaken(t *testing.T) {
 	w, a := pair(t)
 	w.run(3 * time.Second)
 	rec := w.counterRecord()
+	vrf, _ := os.ReadFile(a.cfg.SourceVRF)
+	os.Remove(a.cfg.SourceVRF) // a moment without a readable set
+	w.run(3 * time.Second)
+	putSecret(t, a.cfg.SourceVRF, vrf)
 	mount(t, a, testenv.KeySpec{Marker: "other", Cold: "another pool", KESPeriod: testenv.MainnetKESPeriod(simEpoch)})
 	w.run(10 * time.Second)
 	if a.s.rejected == nil || !strings.Contains(a.s.rejected.Error(), "another pool's keys") {
@@ -242,4 +264,16 @@ func TestAnotherPoolsSetIsNotTaken(t *testing.T) {
 	if got := w.counterRecord(); got != rec {
 		t.Errorf("record %q; want %q kept", got, rec)
 	}
+}
+
+// TestCounterOtherPoolRecordWarns: a Lease that records another pool's
+// counter cannot protect this one: said, not silent.
+func TestCounterOtherPoolRecordWarns(t *testing.T) {
+	w, a := pair(t)
+	w.leases.edit(func(l *coordinationv1.Lease) { l.Annotations[counterKey] = strings.Repeat("ab", 28) + ":3" })
+	w.run(5 * time.Second)
+	if wn := a.s.board.load().Chain.CounterWarning; !strings.Contains(wn, "records the counter of another pool") {
+		t.Errorf("warning %q", wn)
+	}
+	w.onlyForger("bp-0")
 }

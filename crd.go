@@ -154,7 +154,7 @@ func (w *statusWriter) desired(now time.Time, f leaderFacts) leaderStatus {
 	}
 	cr := condition{Type: "CredentialsAccepted", Status: "True", Reason: "Valid", Message: "the mounted credential set passes every check", ObservedGeneration: w.generation}
 	if f.refused != "" {
-		cr.Status, cr.Reason, cr.Message = "False", "Refused", f.refused+"; the running set stays"
+		cr.Status, cr.Reason, cr.Message = "False", "Refused", f.refused
 	}
 	st.Conditions = []condition{stamped(c, old.Conditions, now), stamped(cr, old.Conditions, now)}
 	return st

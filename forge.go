@@ -275,7 +275,7 @@ type nodeState struct {
 	readAt     time.Time // when it said so
 	beforeAt   time.Time // when before was read
 	sending    string    // the credentials digest an enable in flight carries
-	sendingKES int64     // ...and its certificate's start KES period (-1: not known)
+	sendingKES int64     // ...and its certificate's start KES period
 	loaded     string    // the digest the node runs with; "" unknown
 	failures   int       // consecutive enables that did not take
 	retryAt    time.Time

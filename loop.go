@@ -49,6 +49,7 @@ type sidecar struct {
 	chain    slotClock                  // the network's (chain.go)
 	records  map[*elector]counterRecord // the counter record last read on each Lease (counter.go)
 	events   eventSink                  // Kubernetes Events (events.go); nil: none
+	pool     string                     // the pool of the first set taken: a running sidecar takes no other
 	evented  map[string]string          // what each Event reason last said
 	stopping bool
 	leading  bool   // as of the last pass, for transition logs
@@ -409,9 +410,9 @@ func (s *sidecar) refreshSources(now time.Time) {
 	}
 	if digest != s.digest {
 		ks, err := validateSources(data, s.names.poolID, s.names.poolHex)
-		if err == nil && s.sources != nil && ks.pool != s.keyset.pool {
-			err = fmt.Errorf("the new set is pool %s, the running set pool %s: another pool's keys are not taken while a set runs (restart the pods to change pools on purpose)",
-				ks.poolBech32(), s.keyset.poolBech32())
+		if err == nil && s.pool != "" && ks.pool != s.pool {
+			err = fmt.Errorf("the new set is pool %s, the set taken before pool %s: another pool's keys are not taken by a running sidecar (restart the pods to change pools on purpose)",
+				ks.poolBech32(), keySet{pool: s.pool}.poolBech32())
 		}
 		if err == nil && s.sources != nil && s.kesProblem(now) == "" && s.counterProblem() == "" {
 			if p := s.chainProblemOf(ks, now) + s.counterProblemOf(ks); p != "" {
@@ -419,7 +420,7 @@ func (s *sidecar) refreshSources(now time.Time) {
 			}
 		}
 		if err == nil {
-			s.sources, s.digest, s.keyset = data, digest, ks
+			s.sources, s.digest, s.keyset, s.pool = data, digest, ks, ks.pool
 		}
 		s.rejected = err // when s.sources is set, the running set stays
 	} else {

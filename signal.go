@@ -493,15 +493,16 @@ func (nt *nodeTracker) readGauge(ctx context.Context, now time.Time) {
 	}
 	n.gaugeErr = err
 	nt.gauge.set(nt.log, err)
-	was := n.state
+	was, failures := n.state, n.failures
 	n.confirm(r, now, nt.confirm)
-	if was == stateEnabling && n.state == stateOn && n.before == readOn && err == nil && g.kesStart >= 0 && g.kesStart != n.sendingKES {
-		// New keys into a forging node: the gauge's 1 proves nothing, and
+	if was == stateEnabling && n.state == stateOn && n.before != readOff && err == nil && g.kesStart >= 0 && g.kesStart != n.sendingKES {
+		// New keys into a node whose gauge did not read 0 before: its 1
+		// proves nothing, and
 		// the node's KES gauge says it still runs another certificate
 		// (SPEC 12, rotation). Not loaded (and not to be adopted as the
 		// files in place): retried, backing off.
 		n.state, n.loaded = stateUnknown, "not taken"
-		n.failures++
+		n.failures = failures + 1
 		n.retryAt = now.Add(backoff(n.failures, nt.confirm))
 	}
 	nt.noteState(was, now)

@@ -419,8 +419,14 @@ muts = [
   "			case !rec.ok && last.ok && last.uid != string(l.UID):\n				rec = last // recreated: carry the record over", "			case false:\n				_ = last",
   "TestCounterRecordCarriedOverARecreation"),
  ("another pool's set replaces a running one", "loop.go",
-  "		if err == nil && s.sources != nil && ks.pool != s.keyset.pool {", "		if false {",
+  "		if err == nil && s.pool != \"\" && ks.pool != s.pool {", "		if false {",
   "TestAnotherPoolsSetIsNotTaken"),
+ ("a carried-over counter record is forgotten after one look", "counter.go",
+  "	if !rec.ok || (rec.pool == last.pool && rec.n < last.n) {\n		return last\n	}", "	if !rec.ok || (rec.pool == last.pool && rec.n < last.n) {\n		last.uid = rec.uid\n		return last\n	}",
+  "TestCounterRecordCarriedOverARecreation"),
+ ("a refused reload retried without backing off", "signal.go",
+  "		n.failures = failures + 1", "		n.failures = 1 + 0*failures",
+  "TestRotationNotTakenIsRetried"),
 ]
 
 def main(only):
