@@ -150,7 +150,7 @@ func TestServerAcceptsConfiguredNames(t *testing.T) {
 		{"POOL_ID", "STAKE-POOL-A", "CLUSTER_REGION", "us-east-1"},
 		{"POOL_ID", bech32Pool, "CARDANO_NETWORK", "preprod", "POOL_TICKER", strings.Repeat("T", 16)},
 		{"POOL_ID", strings.Repeat("x", 256), "CARDANO_NETWORK", "preview", "CLUSTER_REGION", strings.Repeat("r", 63)},
-		{"POOL_ID", "Pool with spaces/and:slashes", "CARDANO_NETWORK", strings.Repeat("n", 63), "NETWORK_MAGIC", "4294967295"},
+		{"POOL_ID", "Pool with spaces/and:slashes", "CARDANO_NETWORK", strings.Repeat("n", 63), "NETWORK_MAGIC", "4294967295", "SYSTEM_START", "2024-01-01T00:00:00Z"},
 		{"POOL_ID", "é-ü", "CLUSTER_PRIORITY", "999", "POOL_NAME", strings.Repeat("ñ", 64)},
 		{"LEASE_NAME", strings.Repeat("l", 63), "CRD_NAME", "a.b.c", "CLUSTER_IDENTIFIER", "x"},
 	}
