@@ -121,7 +121,7 @@ func TestCounterRecordReadInTheTakeoverPass(t *testing.T) {
 	a.node.die(w.clock.now())
 	for range 200 {
 		w.run(100 * time.Millisecond)
-		b.s.el.lease = nil // as after a conflict: the record is not known before the step
+		b.s.el.lease, b.s.records = nil, nil // the record not known before the step (defence in depth: it is remembered)
 	}
 	w.run(20 * time.Second)
 	if b.node.forgedOnce() {
