@@ -437,13 +437,10 @@ func secretVolume(t *testing.T, dir, gen string, files map[string][]byte) {
 	}
 }
 
-// TestSecretReadFromOneGeneration: the three files are read through one
-// resolution of ..data, so every path is inside one generation's
-// directory, never through the per-file links a swap can change between
-// two reads; a generation removed under the read is read again from the
-// new one.
-func TestSecretReadFromOneGeneration(t *testing.T) {
-	dir := t.TempDir()
+// volumeCredentials are the three credentials with their sources in dir,
+// a Secret volume.
+func volumeCredentials(t *testing.T, dir string) []credential {
+	t.Helper()
 	e := keyEnv(t, t.TempDir())
 	c, err := loadConfig(env{"SOURCE_KES_KEY": filepath.Join(dir, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(dir, "vrf.skey"),
 		"SOURCE_OP_CERT": filepath.Join(dir, "node.cert"), "TARGET_KES_KEY": e["TARGET_KES_KEY"], "TARGET_VRF_KEY": e["TARGET_VRF_KEY"],
@@ -451,7 +448,17 @@ func TestSecretReadFromOneGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := credentials(c)
+	return credentials(c)
+}
+
+// TestSecretReadFromOneGeneration: the three files are read through one
+// resolution of ..data, so every path is inside one generation's
+// directory, never through the per-file links a swap can change between
+// two reads; a generation removed under the read is read again from the
+// new one.
+func TestSecretReadFromOneGeneration(t *testing.T) {
+	dir := t.TempDir()
+	creds := volumeCredentials(t, dir)
 	a, b := testenv.FakeKeys("gen-a"), testenv.FakeKeys("gen-b")
 	secretVolume(t, dir, "..2026_12_01_a", a)
 	for i, p := range generationPaths(creds) {
@@ -476,14 +483,7 @@ func TestSecretReadFromOneGeneration(t *testing.T) {
 // every read is one whole generation, and none fails.
 func TestSecretReadDuringSwaps(t *testing.T) {
 	dir := t.TempDir()
-	e := keyEnv(t, t.TempDir())
-	c, err := loadConfig(env{"SOURCE_KES_KEY": filepath.Join(dir, "kes.skey"), "SOURCE_VRF_KEY": filepath.Join(dir, "vrf.skey"),
-		"SOURCE_OP_CERT": filepath.Join(dir, "node.cert"), "TARGET_KES_KEY": e["TARGET_KES_KEY"], "TARGET_VRF_KEY": e["TARGET_VRF_KEY"],
-		"TARGET_OP_CERT": e["TARGET_OP_CERT"]}.lookup, "init")
-	if err != nil {
-		t.Fatal(err)
-	}
-	creds := credentials(c)
+	creds := volumeCredentials(t, dir)
 	gens := []map[string][]byte{testenv.FakeKeys("gen-a"), testenv.FakeKeys("gen-b")}
 	secretVolume(t, dir, "..gen-0", gens[0])
 	done := make(chan struct{})
