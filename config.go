@@ -33,6 +33,7 @@ type config struct {
 	SourceKES, SourceVRF, SourceOpCert string
 	TargetKES, TargetVRF, TargetOpCert string
 	HeartbeatFile                      string
+	StepDownFile                       string
 	DeadmanBinary                      string
 	Probe                              deadmanProbe
 
@@ -158,6 +159,10 @@ func settingsOf(c *config) []setting {
 			help: "Written by init and by run every pass; read by the dead-man probe. Default: " +
 				"DEADMAN_BINARY + .heartbeat (/ipc/forge-manager.heartbeat); the probe, run as that " +
 				"binary, finds it there without this variable."},
+		{name: "STEP_DOWN_FILE", def: "/ipc/forge-manager.step-down", parse: path(&c.StepDownFile),
+			help: "Written by `forge-manager step-down DURATION` (kubectl exec into the sidecar); while " +
+				"the time in it is ahead, run does not forge and stays out of the election. On the pod's " +
+				"in-memory volume: it survives a sidecar restart and ends with the pod."},
 		{name: "DEADMAN_BINARY", def: "/ipc/forge-manager", emptyOK: true, parse: optionalPath(&c.DeadmanBinary),
 			help: "init copies this binary here so the node container's livenessProbe can run it. " +
 				"Empty: no copy."},
@@ -496,7 +501,8 @@ func (c *config) distinctPaths() []string {
 	var p []string
 	paths := map[string]string{}
 	for _, kv := range [][2]string{{"TARGET_KES_KEY", c.TargetKES}, {"TARGET_VRF_KEY", c.TargetVRF},
-		{"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket}} {
+		{"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket},
+		{"STEP_DOWN_FILE", c.StepDownFile}} {
 		if other, dup := paths[kv[1]]; dup && kv[1] != "" {
 			p = append(p, fmt.Sprintf("%s=%q is the same file as %s: each needs its own path", kv[0], kv[1], other))
 		}

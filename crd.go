@@ -23,7 +23,8 @@ const resync = time.Minute
 
 type leaderObject struct {
 	Metadata struct {
-		Generation int64 `json:"generation"`
+		Generation int64  `json:"generation"`
+		UID        string `json:"uid"`
 	} `json:"metadata"`
 	Status leaderStatus `json:"status"`
 }
@@ -90,6 +91,7 @@ type statusWriter struct {
 	sent       *leaderStatus
 	generation int64
 	readAt     time.Time
+	uid        string // the CardanoLeader's, for Events about it (events.go)
 }
 
 func newStatusWriter(api leaderAPI, pod, identity string) *statusWriter {
@@ -126,7 +128,7 @@ func (w *statusWriter) read(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	w.known, w.generation, w.readAt, w.sent = &obj.Status, obj.Metadata.Generation, now, nil
+	w.known, w.generation, w.readAt, w.sent, w.uid = &obj.Status, obj.Metadata.Generation, now, nil, obj.Metadata.UID
 	return nil
 }
 

@@ -188,11 +188,19 @@ func TestServerAcceptsConfiguredNames(t *testing.T) {
 	}
 }
 
-// event is a Warning Event about a pod, as events.go writes one.
-func event(ns string) map[string]any {
-	return map[string]any{"apiVersion": "v1", "kind": "Event", "metadata": map[string]any{"generateName": "bp-0.", "namespace": ns},
-		"involvedObject": map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": "bp-0"},
-		"reason":         "CredentialsRefused", "message": "test", "type": "Warning"}
+// eventObject is an Event about a pod in ns: events.k8s.io/v1 as events.go
+// writes one (version "events.k8s.io/v1"), or core/v1 ("v1").
+func eventObject(version, ns string) map[string]any {
+	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": "bp-0"}
+	o := map[string]any{"apiVersion": version, "kind": "Event", "metadata": map[string]any{"generateName": "bp-0.", "namespace": ns},
+		"reason": "CredentialsRefused", "type": "Warning"}
+	if version == "v1" {
+		o["involvedObject"], o["message"] = pod, "test"
+		return o
+	}
+	o["regarding"], o["note"], o["action"] = pod, "test", "Refuse"
+	o["eventTime"], o["reportingController"], o["reportingInstance"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000Z"), "cardano.io/forge-manager", "bp-0"
+	return o
 }
 
 // TestRoleIsLeastPrivilege: the shipped Role lets the ServiceAccount do
@@ -210,6 +218,7 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 	otherLeases := "/apis/coordination.k8s.io/v1/namespaces/" + other.Namespace + "/leases"
 	leaders := "/apis/cardano.io/v1/namespaces/" + tn.Namespace + "/cardanoleaders"
 	clusters := "/apis/cardano.io/v1/namespaces/" + tn.Namespace + "/cardanoforgeclusters"
+	events := "/apis/events.k8s.io/v1/namespaces/" + tn.Namespace + "/events"
 	if err := apiDo(admin, "POST", otherLeases, lease(other.Namespace, "theirs")); err != nil {
 		t.Fatal(err)
 	}
@@ -250,9 +259,11 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 		{"patch CardanoForgeCluster spec", "PATCH", clusters + "/mine", map[string]any{"spec": map[string]any{"priority": 1}}, false},
 		{"create CardanoForgeCluster", "POST", clusters, forgeCluster("new", validSpec()), false},
 		{"delete CardanoForgeCluster", "DELETE", clusters + "/mine", nil, false},
-		{"create an Event", "POST", "/api/v1/namespaces/" + tn.Namespace + "/events", event(tn.Namespace), true},
-		{"list Events", "GET", "/api/v1/namespaces/" + tn.Namespace + "/events", nil, false},
-		{"create an Event in another namespace", "POST", "/api/v1/namespaces/" + other.Namespace + "/events", event(other.Namespace), false},
+		{"create an Event", "POST", events, eventObject("events.k8s.io/v1", tn.Namespace), true},
+		{"list Events", "GET", events, nil, false},
+		{"update an Event", "PUT", events + "/x", eventObject("events.k8s.io/v1", tn.Namespace), false},
+		{"create a core/v1 Event", "POST", "/api/v1/namespaces/" + tn.Namespace + "/events", eventObject("v1", tn.Namespace), false},
+		{"create an Event in another namespace", "POST", "/apis/events.k8s.io/v1/namespaces/" + other.Namespace + "/events", eventObject("events.k8s.io/v1", other.Namespace), false},
 		{"list pods", "GET", "/api/v1/namespaces/" + tn.Namespace + "/pods", nil, false},
 		{"list namespaces", "GET", "/api/v1/namespaces", nil, false},
 	}

@@ -51,11 +51,18 @@ type sidecar struct {
 	events   eventSink                  // Kubernetes Events (events.go); nil: none
 	pool     string                     // the pool of the first set taken: a running sidecar takes no other
 	evented  map[string]string          // what each Event reason last said
-	stopping bool
-	leading  bool   // as of the last pass, for transition logs
-	released bool   // the last leadership ended by our release
-	leaseUID string // as of the last pass: a new one while leading is a recreation
-	why      string
+	evq      eventQueue                 // Events not written yet (events.go)
+	// stepDownFile is STEP_DOWN_FILE (stepdown.go), read every pass into
+	// stepUntil, or stepErr when it cannot be read.
+	stepDownFile string
+	stepUntil    time.Time
+	stepErr      error
+	forging      bool // the node confirmed forging, as of the last pass
+	stopping     bool
+	leading      bool   // as of the last pass, for transition logs
+	released     bool   // the last leadership ended by our release
+	leaseUID     string // as of the last pass: a new one while leading is a recreation
+	why          string
 
 	sourceTrouble, leaseTrouble, statusTrouble, heartbeatTrouble trouble
 	rejectTrouble, nodeCertTrouble, counterTrouble               trouble
@@ -110,6 +117,9 @@ func (s *sidecar) warnOther(ctx context.Context) {
 // sleep before the next pass.
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	s.refreshSources(s.now())
+	if s.stepDownFile != "" {
+		s.stepUntil, s.stepErr = readStepDown(s.stepDownFile)
+	}
 	octx, cancel := s.observeContext(ctx)
 	s.node.observe(octx, s.now())
 	cancel()
@@ -334,6 +344,7 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		case in.overtakable():
 			reason = "the previous sidecar process's last SIGHUP may still be handled after a disable, and must not make it forge past the deadline"
 		}
+		s.say(true, false, "NodeKilled", "Kill", "SIGKILL to the node: "+reason)
 		return s.node.kill(reason)
 	case actRelease:
 		s.release(ctx, now, f, why)
@@ -437,6 +448,8 @@ func (s *sidecar) ineligible(now time.Time) string {
 		return s.never
 	case s.stopping:
 		return "shutting down"
+	case stepDownWhy(s.stepUntil, s.stepErr, now) != "":
+		return stepDownWhy(s.stepUntil, s.stepErr, now)
 	case s.sources == nil && s.rejected != nil:
 		return "credentials refused: " + s.rejected.Error()
 	case s.sources == nil:
@@ -497,24 +510,41 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 	s.leaseUID = f.epoch.UID
 	if f.leading != s.leading {
 		s.m.leadershipChange()
-		switch {
-		case f.leading:
-			s.released = false
-			s.log.Info("acquired the Lease", "epoch", f.epoch.String())
-		case s.released:
-		case f.holder == s.el.identity && !now.Before(f.fenceAt):
-			s.m.fenced()
-			s.log.Warn("fenced: no successful renew within RENEW_DEADLINE; forging disabled", "renew_deadline", s.tm.renew.String())
-		default:
-			s.log.Warn("lost the Lease", "holder", f.holder, "missing", s.el.observed.missing)
-		}
+		s.noteLeadership(now, f, why)
 	}
 	if why != s.why && why != "" {
 		s.log.Info("not eligible to forge", "why", why)
 	} else if why != s.why {
 		s.log.Info("eligible to forge")
 	}
+	if (why == "") != (s.why == "") {
+		s.say(why != "", false, map[bool]string{true: "Eligible", false: "NotEligible"}[why == ""], "Check", firstOf(why, "eligible to forge"))
+	}
+	if on := s.forgingConfirmed(); on != s.forging {
+		s.say(false, false, map[bool]string{true: "ForgingEnabled", false: "ForgingDisabled"}[on], map[bool]string{true: "Enable", false: "Disable"}[on],
+			fmt.Sprintf("the node (pid %d) is %s", s.node.n.proc.PID, s.node.n.state))
+		s.forging = on
+	}
 	s.leading, s.why = f.leading, why
+}
+
+// noteLeadership logs, counts and says how the local lead began or ended.
+func (s *sidecar) noteLeadership(now time.Time, f leadership, why string) {
+	switch {
+	case f.leading:
+		s.released = false
+		s.log.Info("acquired the Lease", "epoch", f.epoch.String())
+		s.say(false, true, "LeaseAcquired", "Acquire", fmt.Sprintf("%s leads (Lease %s, epoch %s)", s.names.pod, s.names.lease, f.epoch))
+	case s.released:
+		s.say(false, true, "LeaseReleased", "Release", fmt.Sprintf("%s released the Lease %s: %s", s.names.pod, s.names.lease, firstOf(why, "handing over")))
+	case f.holder == s.el.identity && !now.Before(f.fenceAt):
+		s.m.fenced()
+		s.log.Warn("fenced: no successful renew within RENEW_DEADLINE; forging disabled", "renew_deadline", s.tm.renew.String())
+		s.say(true, true, "Fenced", "Fence", fmt.Sprintf("%s: no successful renew of the Lease %s within RENEW_DEADLINE (%s); forging disabled", s.names.pod, s.names.lease, s.tm.renew))
+	default:
+		s.log.Warn("lost the Lease", "holder", f.holder, "missing", s.el.observed.missing)
+		s.say(true, true, "LeaseLost", "Observe", fmt.Sprintf("%s lost the Lease %s (holder now %q, missing %v)", s.names.pod, s.names.lease, f.holder, s.el.observed.missing))
+	}
 }
 
 // writeHeartbeat tells the dead-man probe how long it may leave the node
@@ -546,7 +576,8 @@ func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 	defer cancel()
 	ectx, cancel2 := context.WithTimeout(ectx, s.tm.api)
 	defer cancel2()
-	s.noteEvents(ectx, s.board.load().Chain)
+	s.noteConditions(s.board.load().Chain)
+	s.flushEvents(ectx)
 }
 
 // syncStatus writes the CardanoLeader status, only while leading at this

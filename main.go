@@ -9,6 +9,9 @@
 //	                        the leader only, report status, health and metrics
 //	forge-manager deadman   livenessProbe of the node container: fails while credentials are in
 //	                        place and the sidecar has stopped renewing
+//	forge-manager step-down DURATION
+//	                        in the sidecar (kubectl exec): hand over without restarting the node
+//	                        and stay out of the election for DURATION; 0 ends it (stepdown.go)
 //	forge-manager help      every environment variable, its default and meaning
 //	forge-manager version   the version stamped at build time
 //
@@ -52,12 +55,16 @@ var version = "dev"
 
 const usage = `forge-manager keeps exactly one Cardano block producer forging.
 
-Usage: forge-manager [init|run|deadman|help|version]   (run is the default)
+Usage: forge-manager [init|run|deadman|step-down DURATION|help|version]   (run is the default)
 
   init     initContainer: put the credentials in place so cardano-node can boot
   run      sidecar: Lease election, credentials on the leader only, SIGHUP, status, metrics
   deadman  livenessProbe of the node container: fails while credentials are in place
            and the sidecar stopped renewing
+  step-down DURATION
+           in the sidecar (kubectl exec POD -c forge-manager -- /forge-manager step-down 30m):
+           hand over without restarting the node, then stay out of the election for
+           DURATION (up to 168h); step-down 0 ends it
   help     this text
   version  the version
 
@@ -66,7 +73,7 @@ Configuration is by environment variables:
 `
 
 // commands are the valid subcommands, in the order usage lists them.
-var commands = []string{"init", "run", "deadman", "help", "version"}
+var commands = []string{"init", "run", "deadman", "step-down", "help", "version"}
 
 // exitCode distinguishes a configuration or usage error (2) from a runtime
 // failure (1).
@@ -100,7 +107,10 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	if len(args) > 0 {
 		cmd = args[0]
 	}
-	if len(args) > 1 {
+	switch {
+	case cmd == "step-down" && len(args) != 2:
+		return &usageError{"step-down takes one argument, how long to stay out: forge-manager step-down 30m (0 ends a step-down)"}
+	case cmd != "step-down" && len(args) > 1:
 		return &usageError{fmt.Sprintf("%s takes no arguments (configuration is by environment variables; see forge-manager help)", cmd)}
 	}
 	switch cmd {
@@ -110,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 	case "version", "--version":
 		fmt.Fprintln(stdout, "forge-manager", version)
 		return nil
-	case "init", "run", "deadman":
+	case "init", "run", "deadman", "step-down":
 	default:
 		return &usageError{fmt.Sprintf("unknown command %q: want one of %s", cmd, strings.Join(commands, ", "))}
 	}
@@ -125,6 +135,8 @@ func run(ctx context.Context, args []string, getenv func(string) (string, bool),
 		return runInit(cfg, log)
 	case "deadman":
 		return runDeadman(cfg, stdout)
+	case "step-down":
+		return runStepDown(cfg, args[1], time.Now, stdout)
 	}
 	return runSidecar(ctx, cfg, tn, log)
 }
@@ -191,7 +203,7 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	s := newSidecar(c, tn, log, time.Now, host)
 	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
-	s.events = &kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, uid: c.PodUID}
+	s.events = &kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, podUID: c.PodUID, leader: tn.Leader}
 	if c.ClusterManagement {
 		if s.cl, err = wireCluster(c, tn, identity, crc, log, s.now); err != nil {
 			return err
@@ -316,6 +328,7 @@ func newSidecar(c *config, tn tenant, log *slog.Logger, now func() time.Time, ho
 	if c.AppType == appBlockProducer {
 		s.keys.creds = credentials(c)
 		s.hb.path, s.hb.files = c.HeartbeatFile, targets(s.keys.creds)
+		s.stepDownFile = c.StepDownFile
 	} else {
 		s.never = "application type " + c.AppType + " never forges"
 	}

@@ -23,7 +23,10 @@ func TestSubcommands(t *testing.T) {
 	}{
 		{"version", []string{"version"}, env{}, 0, "forge-manager " + version},
 		{"help", []string{"help"}, env{}, 0, "LEASE_DURATION"},
-		{"unknown lists the valid ones", []string{"forge"}, env{}, 2, `unknown command "forge": want one of init, run, deadman, help, version`},
+		{"unknown lists the valid ones", []string{"forge"}, env{}, 2, `unknown command "forge": want one of init, run, deadman, step-down, help, version`},
+		{"step-down needs its duration", []string{"step-down"}, env{}, 2, "step-down takes one argument"},
+		{"step-down refuses a bad duration", []string{"step-down", "forever"}, env{}, 2, `step-down "forever": want how long`},
+		{"step-down 0 with none in effect", []string{"step-down", "0"}, env{"POD_NAME": "bp-0", "STEP_DOWN_FILE": "/nonexistent-dir/sd"}, 0, "step-down ended: bp-0 may forge"},
 		{"extra arguments", []string{"run", "--lease=15s"}, env{}, 2, "takes no arguments"},
 		{"run is the default", nil, env{}, 2, "POD_NAME is required by run"},
 		{"bad config exits 2", []string{"init"}, env{"TARGET_KES_KEY": "kes.skey"}, 2, `TARGET_KES_KEY="kes.skey": want an absolute path`},

@@ -711,7 +711,7 @@ func keyEnv(t *testing.T, dir string) env {
 		"SOURCE_OP_CERT": filepath.Join(src, "node.cert"),
 		"TARGET_KES_KEY": filepath.Join(dst, "kes.skey"), "TARGET_VRF_KEY": filepath.Join(dst, "vrf.skey"),
 		"TARGET_OP_CERT": filepath.Join(dst, "node.cert"), "HEARTBEAT_FILE": filepath.Join(dst, "hb"),
-		"DEADMAN_BINARY": filepath.Join(dst, "forge-manager"),
+		"DEADMAN_BINARY": filepath.Join(dst, "forge-manager"), "STEP_DOWN_FILE": filepath.Join(dst, "step-down"),
 	}
 }
 

@@ -427,6 +427,15 @@ muts = [
  ("a refused reload retried without backing off", "signal.go",
   "		n.failures = failures + 1", "		n.failures = 1 + 0*failures",
   "TestRotationNotTakenIsRetried"),
+ ("a step-down does not make the replica ineligible", "loop.go",
+  "	case stepDownWhy(s.stepUntil, s.stepErr, now) != \"\":\n		return stepDownWhy(s.stepUntil, s.stepErr, now)\n", "",
+  "TestStepDown"),
+ ("an unreadable step-down file counts as none", "stepdown.go",
+  "	case err != nil:\n		return \"step-down file unreadable", "	case false:\n		return \"step-down file unreadable",
+  "TestStepDownUnreadableKeepsOut|TestReadStepDown"),
+ ("the step-down file is read only at start", "loop.go",
+  "	if s.stepDownFile != \"\" {\n		s.stepUntil, s.stepErr = readStepDown(s.stepDownFile)", "	if s.stepDownFile != \"\" && s.stepUntil.IsZero() && false {\n		s.stepUntil, s.stepErr = readStepDown(s.stepDownFile)",
+  "TestStepDown"),
 ]
 
 def main(only):

@@ -230,7 +230,7 @@ func (p *Pod) SidecarEnv() []string {
 		"POD_NAME": p.Spec.Name, "POD_UID": p.UID, "NAMESPACE": p.Spec.Tenant.Namespace,
 		"KUBERNETES_SERVICE_HOST": HostIP(p.Spec.Index), "KUBERNETES_SERVICE_PORT": strconv.Itoa(p.Spec.APIPort),
 		"NODE_SOCKET": p.IPC("node.socket"), "HEARTBEAT_FILE": p.IPC("forge-manager.heartbeat"),
-		"DEADMAN_BINARY": p.IPC("forge-manager"),
+		"DEADMAN_BINARY": p.IPC("forge-manager"), "STEP_DOWN_FILE": p.IPC("forge-manager.step-down"),
 		"SOURCE_KES_KEY": filepath.Join(p.Dir, "secrets", "kes.skey"), "TARGET_KES_KEY": p.IPC("kes.skey"),
 		"SOURCE_VRF_KEY": filepath.Join(p.Dir, "secrets", "vrf.skey"), "TARGET_VRF_KEY": p.IPC("vrf.skey"),
 		"SOURCE_OP_CERT": filepath.Join(p.Dir, "secrets", "node.cert"), "TARGET_OP_CERT": p.IPC("node.cert"),
