@@ -192,7 +192,7 @@ func TestServerAcceptsConfiguredNames(t *testing.T) {
 // writes one (version "events.k8s.io/v1"), or core/v1 ("v1").
 func eventObject(version, ns string) map[string]any {
 	pod := map[string]any{"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": "bp-0"}
-	o := map[string]any{"apiVersion": version, "kind": "Event", "metadata": map[string]any{"generateName": "bp-0.", "namespace": ns},
+	o := map[string]any{"apiVersion": version, "kind": "Event", "metadata": map[string]any{"generateName": "bp-0-", "namespace": ns},
 		"reason": "CredentialsRefused", "type": "Warning"}
 	if version == "v1" {
 		o["involvedObject"], o["message"] = pod, "test"

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 )
 
@@ -51,6 +52,9 @@ type eventSink interface {
 }
 
 // kubeEvents writes events.k8s.io/v1 Events as JSON (no generated types).
+// Each is named pod.<eventTime in hex nanoseconds>, as client-go's
+// recorder names them: a retried write is the same object, never a second
+// one (events.k8s.io refuses a generateName ending in a dot).
 type kubeEvents struct {
 	rc                     *rest.RESTClient
 	namespace, pod, podUID string
@@ -73,13 +77,16 @@ func (k *kubeEvents) emit(ctx context.Context, e event, leaderUID string) error 
 	}
 	body, _ := json.Marshal(map[string]any{
 		"apiVersion": "events.k8s.io/v1", "kind": "Event",
-		"metadata":  map[string]any{"generateName": k.pod + ".", "namespace": k.namespace},
+		"metadata":  map[string]any{"name": fmt.Sprintf("%s.%x", k.pod, e.at.UnixNano()), "namespace": k.namespace},
 		"eventTime": e.at.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
 		"regarding": regarding, "related": related,
 		"reason": e.reason, "action": e.action, "note": truncate(e.note, noteMax), "type": typ,
 		"reportingController": "cardano.io/forge-manager", "reportingInstance": k.pod,
 	})
 	_, err := k.rc.Post().AbsPath(fmt.Sprintf("/apis/events.k8s.io/v1/namespaces/%s/events", k.namespace)).Body(body).DoRaw(ctx)
+	if apierrors.IsAlreadyExists(err) {
+		return nil // a retry of a write whose answer was lost: it is there
+	}
 	return wrapAPI("create", "event", k.namespace, e.reason, err)
 }
 
