@@ -85,6 +85,12 @@ func newMetricSet(b *board, labels ...string) *metricSet {
 	for _, r := range []string{"enable", "disable"} {
 		m.counter("cardano_sighup_signals_total", "reason", r)
 	}
+	// Every operation apiOp can name (kube.go's wrapAPI callers): a counter
+	// that first appears at 1 shows no increase(), so the first failures
+	// would be invisible to ForgeManagerAPIErrors.
+	for _, op := range []string{"get", "create", "update", "patch", "list", "other"} {
+		m.counter("forge_manager_api_errors_total", "operation", op)
+	}
 	return m
 }
 
