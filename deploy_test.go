@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -288,6 +289,110 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 	}
 }
 
+// TestPoolRoleIsLeastPrivilege: deploy/production/rbac gives pool A's
+// sidecar its own Lease and CardanoLeader, by the names forge-manager
+// derives from its StatefulSet's environment, and nothing of pool B's in
+// the same namespace. The residual is create: RBAC cannot limit it by name.
+func TestPoolRoleIsLeastPrivilege(t *testing.T) {
+	c := controlPlane(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tn, err := c.NewTenantWith(ctx, ".", nsName("pool", t), filepath.Join("deploy", "production", "rbac"), "forge-manager-pool-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.Kubectl("create", "--dry-run=client", "-o", "json", "-f", "deploy/production/statefulset.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := runEnv()
+	for _, ct := range statefulSets(t, out)[0] {
+		for _, v := range ct.Env {
+			if ct.Name == "forge-manager" && v.Value != "" {
+				e[v.Name] = v.Value
+			}
+		}
+	}
+	cfgA, err := loadConfig(e.lookup, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgB, err := loadConfig(runEnv("CARDANO_NETWORK", "preprod", "POOL_ID", "pool1z22x50lqsrwent6en0llzzs9e577rx7n3mv9kfw7udwa2rf42fa").lookup, "run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := resolveTenant(cfgA), resolveTenant(cfgB)
+	sa := restClientFor(t, tn.SA)
+	admin := restClientFor(t, c.AdminConfig())
+	leases := "/apis/coordination.k8s.io/v1/namespaces/" + tn.Namespace + "/leases"
+	leaders := "/apis/cardano.io/v1/namespaces/" + tn.Namespace + "/cardanoleaders"
+	lease := func(name string) map[string]any {
+		return map[string]any{"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": map[string]any{"name": name}}
+	}
+	leader := func(name string) map[string]any {
+		return map[string]any{"apiVersion": "cardano.io/v1", "kind": "CardanoLeader", "metadata": map[string]any{"name": name}}
+	}
+	for _, o := range []struct {
+		path string
+		body map[string]any
+	}{{leases, lease(b.Lease)}, {leases, lease(otherElection(cfgA))}, {leaders, leader(b.Leader)}} {
+		if err := apiDo(admin, "POST", o.path, o.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	update := func(path string) map[string]any {
+		var cur map[string]any
+		raw, err := admin.Get().AbsPath(path).DoRaw(context.Background())
+		if err != nil || json.Unmarshal(raw, &cur) != nil {
+			t.Fatalf("read %s: %v", path, err)
+		}
+		cur["spec"] = map[string]any{"holderIdentity": "pool-a-0_uid"}
+		return cur
+	}
+	status := map[string]any{"status": map[string]any{"leaderPod": "pool-a-0"}}
+	steps := []struct {
+		what         string
+		method, path string
+		body         func() map[string]any
+		allowed      bool
+	}{
+		{"create its Lease", "POST", leases, func() map[string]any { return lease(a.Lease) }, true},
+		{"get its Lease", "GET", leases + "/" + a.Lease, nil, true},
+		{"update its Lease", "PUT", leases + "/" + a.Lease, func() map[string]any { return update(leases + "/" + a.Lease) }, true},
+		{"get its other election's Lease", "GET", leases + "/" + otherElection(cfgA), nil, true},
+		{"update its other election's Lease", "PUT", leases + "/" + otherElection(cfgA), func() map[string]any { return update(leases + "/" + otherElection(cfgA)) }, false},
+		{"delete its Lease", "DELETE", leases + "/" + a.Lease, nil, false},
+		{"list Leases", "GET", leases, nil, false},
+		{"get pool B's Lease", "GET", leases + "/" + b.Lease, nil, false},
+		{"update pool B's Lease", "PUT", leases + "/" + b.Lease, func() map[string]any { return update(leases + "/" + b.Lease) }, false},
+		{"patch pool B's Lease", "PATCH", leases + "/" + b.Lease, func() map[string]any { return map[string]any{"spec": map[string]any{"holderIdentity": "x"}} }, false},
+		{"delete pool B's Lease", "DELETE", leases + "/" + b.Lease, nil, false},
+		// The residual: a create is authorized before the name is known.
+		{"create a Lease of another name", "POST", leases, func() map[string]any { return lease("not-pool-a") }, true},
+		{"create its CardanoLeader", "POST", leaders, func() map[string]any { return leader(a.Leader) }, true},
+		{"get its CardanoLeader", "GET", leaders + "/" + a.Leader, nil, true},
+		{"patch its CardanoLeader status", "PATCH", leaders + "/" + a.Leader + "/status", func() map[string]any { return status }, true},
+		{"get pool B's CardanoLeader", "GET", leaders + "/" + b.Leader, nil, false},
+		{"patch pool B's CardanoLeader status", "PATCH", leaders + "/" + b.Leader + "/status", func() map[string]any { return status }, false},
+		{"list CardanoLeaders", "GET", leaders, nil, false},
+		{"create an Event", "POST", "/api/v1/namespaces/" + tn.Namespace + "/events", func() map[string]any { return event(tn.Namespace) }, true},
+		{"get a Secret", "GET", "/api/v1/namespaces/" + tn.Namespace + "/secrets/keys", nil, false},
+	}
+	for _, s := range steps {
+		var body any
+		if s.body != nil {
+			body = s.body()
+		}
+		err := apiDo(sa, s.method, s.path, body)
+		switch {
+		case s.allowed && err != nil:
+			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
+		case !s.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
+		}
+	}
+}
+
 // TestCoordinationRoleIsLeastPrivilege: the coordination API server's Role
 // (deploy/coordination) grants the token and candidacy Leases, the
 // CardanoForgeCluster (read, create) and its status (patch), and nothing
@@ -365,6 +470,11 @@ func TestManifestsDryRun(t *testing.T) {
 	c.Kubectl("create", "namespace", "cardano") // the manifests' namespace; may exist already
 	var files []string
 	filepath.WalkDir("deploy", func(path string, d fs.DirEntry, err error) error {
+		// A Component's patches are not whole objects: component_test.go
+		// builds it over a StatefulSet and validates the result.
+		if err == nil && d.IsDir() && path == filepath.Join("deploy", "components") {
+			return filepath.SkipDir
+		}
 		if err == nil && strings.HasSuffix(path, ".yaml") && filepath.Base(filepath.Dir(path)) != "prometheus" {
 			files = append(files, path)
 		}
@@ -393,7 +503,16 @@ func TestManifestsDryRun(t *testing.T) {
 			t.Errorf("kubectl apply -f %s: %v", dir, err)
 		}
 	}
-	out, err := c.Kubectl("apply", "--dry-run=server", "-k", "deploy")
+	out, err := c.Kubectl("apply", "--dry-run=server", "-k", "deploy/production")
+	if err != nil {
+		t.Errorf("kubectl apply -k deploy/production: %v", err)
+	}
+	for _, want := range []string{"statefulset.apps/cardano-bp-pool-a", "role.rbac.authorization.k8s.io/forge-manager-pool-a", "networkpolicy.networking.k8s.io/cardano-bp-pool-a", "poddisruptionbudget.policy/cardano-bp-pool-a", "namespace/cardano"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubectl apply -k deploy/production lacks %s:\n%s", want, out)
+		}
+	}
+	out, err = c.Kubectl("apply", "--dry-run=server", "-k", "deploy")
 	if err != nil {
 		t.Fatalf("kubectl apply -k deploy: %v", err)
 	}
@@ -438,6 +557,7 @@ func TestAlertRules(t *testing.T) {
 // over), and one slow exec restarts nothing (failureThreshold >= 2).
 func TestShippedProbeFitsTheBudget(t *testing.T) {
 	files, _ := filepath.Glob("deploy/examples/*/*.yaml")
+	files = append(files, "deploy/production/statefulset.yaml")
 	seen := 0
 	for _, f := range files {
 		out, err := controlPlane(t).Kubectl("create", "--dry-run=client", "-o", "json", "-f", f)
@@ -449,8 +569,26 @@ func TestShippedProbeFitsTheBudget(t *testing.T) {
 			checkProbe(t, f, sts)
 		}
 	}
-	if seen < 3 {
-		t.Fatalf("checked %d StatefulSets; want the 3 shipped", seen)
+	// The Component, as built over an operator's StatefulSet; the relay
+	// beside it is not adopted and has no probe to check.
+	yaml, err := controlPlane(t).Kubectl("kustomize", adoptDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "adopted.yaml")
+	os.WriteFile(f, yaml, 0o644)
+	out, err := controlPlane(t).Kubectl("create", "--dry-run=client", "-o", "json", "-f", f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sts := range statefulSets(t, out) {
+		if slices.ContainsFunc(sts, func(c podContainer) bool { return c.Name == "forge-manager" }) {
+			seen++
+			checkProbe(t, "deploy/components/forge-manager over "+adoptDir, sts)
+		}
+	}
+	if seen < 5 {
+		t.Fatalf("checked %d StatefulSets; want the 3 examples, deploy/production's and the Component's", seen)
 	}
 }
 

@@ -16,11 +16,16 @@ import (
 // `forge-manager deadman` fails.
 
 func (p *Pod) nodeContainer() *container {
-	argv := append([]string{p.Spec.Node,
+	hooks := []string{"--record", p.Record(), "--unhealthy-file", p.UnhealthyFile(),
+		"--metrics-broken-file", p.BrokenGaugeFile(), "--tip-lag-file", p.TipLagFile(), "--slot-zero", strconv.FormatInt(p.slotZero(), 10)}
+	if p.Spec.OwnNodeArgs {
+		argv := append(append([]string{p.Spec.Node}, hooks...), p.mapPaths(p.Spec.NodeArgs)...)
+		return &container{name: "cardano-node", argv: argv, uid: p.Spec.NodeUID}
+	}
+	argv := append(append([]string{p.Spec.Node,
 		"--shelley-kes-key", p.IPC("kes.skey"), "--shelley-vrf-key", p.IPC("vrf.skey"),
 		"--shelley-operational-certificate", p.IPC("node.cert"), "--socket-path", p.IPC("node.socket"),
-		"--start-as-non-producing-node", "--record", p.Record(), "--unhealthy-file", p.UnhealthyFile(),
-		"--metrics-broken-file", p.BrokenGaugeFile(), "--tip-lag-file", p.TipLagFile(), "--slot-zero", strconv.FormatInt(p.slotZero(), 10)},
+		"--start-as-non-producing-node"}, hooks...),
 		p.Spec.NodeArgs...)
 	return &container{name: "cardano-node", argv: argv, uid: p.Spec.NodeUID}
 }
@@ -155,11 +160,11 @@ func (p *Pod) probeLoop() {
 			return
 		case <-time.After(p.Spec.ProbePeriod):
 		}
-		bin := p.IPC("forge-manager")
-		if _, err := os.Stat(bin); err != nil {
+		argv := p.probeCommand()
+		if _, err := os.Stat(argv[0]); err != nil {
 			continue
 		}
-		if p.probeOnce(bin) {
+		if p.probeOnce(argv) {
 			fails = 0
 			continue
 		}
@@ -175,8 +180,8 @@ func (p *Pod) probeLoop() {
 }
 
 // probeOnce runs the probe once; false if it failed or timed out.
-func (p *Pod) probeOnce(bin string) bool {
-	c := &container{name: "probe", argv: []string{bin, "deadman"}, env: p.SidecarEnv(), uid: p.Spec.NodeUID}
+func (p *Pod) probeOnce(argv []string) bool {
+	c := &container{name: "probe", argv: argv, env: p.SidecarEnv(), uid: p.Spec.NodeUID}
 	cmd, err := p.exec(c)
 	if err != nil {
 		return true // not run: the kubelet would not count it either

@@ -52,6 +52,15 @@ type PodSpec struct {
 	ProbeGrace   time.Duration     // SIGTERM to SIGKILL when the probe fails
 	RestartDelay time.Duration     // kubelet restart delay
 	Grace        time.Duration     // terminationGracePeriodSeconds
+
+	// From a rendered manifest (manifest.go): Mounts maps each mountPath
+	// to a pod volume ("ipc", "secrets") and rewrites the paths below and
+	// in Env under it; OwnNodeArgs makes NodeArgs the node's whole command
+	// line (the pod adds only the stand-in's test hooks: its record and
+	// fault files); ProbeCommand is the livenessProbe's exec command.
+	Mounts       map[string]string
+	OwnNodeArgs  bool
+	ProbeCommand []string
 }
 
 // Pod is a running simulated pod.
@@ -236,7 +245,7 @@ func (p *Pod) SidecarEnv() []string {
 		"SOURCE_OP_CERT": filepath.Join(p.Dir, "secrets", "node.cert"), "TARGET_OP_CERT": p.IPC("node.cert"),
 	}
 	for k, v := range p.Spec.Env {
-		env[k] = v
+		env[k] = p.mapPath(v)
 	}
 	out := make([]string, 0, len(env))
 	for k, v := range env {
