@@ -375,7 +375,7 @@ func TestPoolRoleIsLeastPrivilege(t *testing.T) {
 		{"get pool B's CardanoLeader", "GET", leaders + "/" + b.Leader, nil, false},
 		{"patch pool B's CardanoLeader status", "PATCH", leaders + "/" + b.Leader + "/status", func() map[string]any { return status }, false},
 		{"list CardanoLeaders", "GET", leaders, nil, false},
-		{"create an Event", "POST", "/api/v1/namespaces/" + tn.Namespace + "/events", func() map[string]any { return event(tn.Namespace) }, true},
+		{"create an Event", "POST", "/apis/events.k8s.io/v1/namespaces/" + tn.Namespace + "/events", func() map[string]any { return eventObject("events.k8s.io/v1", tn.Namespace) }, true},
 		{"get a Secret", "GET", "/api/v1/namespaces/" + tn.Namespace + "/secrets/keys", nil, false},
 	}
 	for _, s := range steps {
