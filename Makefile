@@ -21,7 +21,7 @@ KUBE_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 # Tests run for up to 45 minutes; CI allows 90.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: help build test unit mutants testenv lint image demo bench docs clean
+.PHONY: help build test unit mutants testenv lint image demo bench docs clean ca-certificates
 
 help:
 	@echo "make demo     three simulated replicas: election, failover, handover (root)"
@@ -34,6 +34,7 @@ help:
 	@echo "make testenv  build kube-apiserver, kubectl and etcd into $(FORGE_TESTENV_DIR)"
 	@echo "make lint     gofmt and go vet"
 	@echo "make docs     regenerate docs/configuration.md from forge-manager help"
+	@echo "make ca-certificates  remake the image's CA bundle from Debian's package (apt)"
 
 build:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_OF) go build $(GOFLAGS_BUILD) -o forge-manager .
@@ -83,6 +84,11 @@ lint:
 
 image: build
 	./hack/image.sh "$(IMAGE_TOOL)" "$(PLATFORM)" "$(IMAGE)" "$(VERSION)"
+
+# The image's CA bundle, remade from Debian's newest ca-certificates package
+# (CA_VERSION=... for another); review the diff and commit both files.
+ca-certificates:
+	./hack/ca-certificates.sh $(CA_VERSION)
 
 clean:
 	rm -f forge-manager
