@@ -2,7 +2,8 @@
 # against a real kube-apiserver; `make help` lists the rest.
 
 # VERSION: the tag on a release commit (v0.1.0; CHANGELOG.md, README "Releases"), else the
-# nearest tag, the commits since and the commit (v0.1.0-3-gabc1234), -dirty when edited.
+# nearest tag, the commits since and the commit (v0.1.0-3-gabc1234; before any tag, the
+# commit alone), -dirty when edited.
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 PLATFORM   ?= linux/$(shell go env GOARCH)
