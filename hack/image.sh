@@ -44,6 +44,11 @@ tool_cmd() {
 push() {
   local tool=$1 image=$2 dest=$3
   tool_cmd "$tool"
+  # A bare name would go to Docker Hub's library/ namespace: never meant.
+  if [[ "$dest" == docker://* && "${dest#docker://}" != */* ]]; then
+    echo "IMAGE_DEST=$dest names no registry: want e.g. make image-push IMAGE=registry.example.com/forge-manager:0.1.0" >&2
+    exit 2
+  fi
   case "$tool" in
   buildah | podman) "${b[@]}" manifest push --all --format oci "$image" "$dest" ;;
   docker)
