@@ -50,7 +50,10 @@ push() {
     exit 2
   fi
   case "$tool" in
-  buildah | podman) "${b[@]}" manifest push --all --format oci "$image" "$dest" ;;
+  buildah | podman)
+    "${b[@]}" manifest push --all --format oci --digestfile "$tmp/digest" "$image" "$dest"
+    echo "pushed $image to $dest: index $(cat "$tmp/digest")"
+    ;;
   docker)
     echo "IMAGE_TOOL=docker keeps no local index: push with IMAGE_TOOL=buildah or podman," \
       "or push each $image-ARCH and join them with docker manifest create" >&2
@@ -148,7 +151,7 @@ check() {
   local bytes pulled
   bytes=$(stat -c %s "$tar")
   pulled=$(gzip -c "$tar" | wc -c)
-  echo "image $image ($platform): $bytes bytes uncompressed ($(awk -v b="$bytes" 'BEGIN{printf "%.2f MB", b/1e6}')), about $(awk -v b="$pulled" 'BEGIN{printf "%.2f MB", b/1e6}') gzipped; CA bundle and $arch binary checked"
+  echo "image $image ($platform): $bytes bytes uncompressed ($(awk -v b="$bytes" 'BEGIN{printf "%.2f MB", b/1e6}')), about $(awk -v b="$pulled" 'BEGIN{printf "%.2f MB", b/1e6}') gzipped; version $version, CA bundle and $arch binary checked"
   if [ "$bytes" -ge "$limit" ]; then
     die "$is $bytes bytes: at or over the 15 MB limit"
   fi
