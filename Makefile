@@ -1,11 +1,21 @@
 # forge-manager. `make demo` shows the main job; `make test` runs every test
 # against a real kube-apiserver; `make help` lists the rest.
 
+# VERSION: the tag on a release commit (v0.1.0; CHANGELOG.md, README "Releases"), else the
+# nearest tag, the commits since and the commit (v0.1.0-3-gabc1234; before any tag, the
+# commit alone), -dirty when edited.
 VERSION    ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GOFLAGS_BUILD = -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 PLATFORM   ?= linux/$(shell go env GOARCH)
+OUT        ?= forge-manager
 IMAGE      ?= forge-manager:$(VERSION)
 IMAGE_TOOL ?= buildah
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_DEST ?= docker://$(IMAGE)
+# The image's labels and time: the commit, and when it was made (so one
+# commit gives the same image digests).
+REVISION   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 GOARCH_OF   = $(word 2,$(subst /, ,$(PLATFORM)))
 
 # The control plane for tests, built once from the Go module proxy and kept
@@ -21,7 +31,7 @@ KUBE_LDFLAGS = -X k8s.io/component-base/version.gitVersion=$(KUBE_VERSION) \
 # Tests run for up to 45 minutes; CI allows 90.
 TEST_TIMEOUT ?= 45m
 
-.PHONY: help build test unit mutants testenv lint image demo bench docs clean
+.PHONY: help build test unit mutants testenv lint image image-push demo bench docs clean ca-certificates
 
 help:
 	@echo "make demo     three simulated replicas: election, failover, handover (root)"
@@ -29,14 +39,16 @@ help:
 	@echo "make unit     the fast tests: state machine, election rules, simulated nodes (Go only, no root)"
 	@echo "make mutants  revert each safety fix in turn: its tests must fail (Go only)"
 	@echo "make build    static binary ./forge-manager (PLATFORM=linux/arm64 to cross-build)"
-	@echo "make image    FROM scratch image with IMAGE_TOOL=buildah|podman|docker"
+	@echo "make image    FROM scratch images for IMAGE_PLATFORMS in one OCI index IMAGE (IMAGE_TOOL=buildah|podman)"
+	@echo "make image-push  push that index and its images to IMAGE_DEST (default docker://IMAGE)"
 	@echo "make bench    failover, handover, footprint and API-load figures"
 	@echo "make testenv  build kube-apiserver, kubectl and etcd into $(FORGE_TESTENV_DIR)"
 	@echo "make lint     gofmt and go vet"
 	@echo "make docs     regenerate docs/configuration.md from forge-manager help"
+	@echo "make ca-certificates  remake the image's CA bundle from Debian's package (apt)"
 
 build:
-	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_OF) go build $(GOFLAGS_BUILD) -o forge-manager .
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH_OF) go build $(GOFLAGS_BUILD) -o $(OUT) .
 
 # Integration tests carry the build tag `integration`; everything else is a
 # unit test, run under the race detector in both.
@@ -81,8 +93,21 @@ lint:
 	@out=$$(gofmt -l . hack); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
-image: build
-	./hack/image.sh "$(IMAGE_TOOL)" "$(PLATFORM)" "$(IMAGE)" "$(VERSION)"
+# One image per platform, each binary cross-compiled (no emulation: no RUN
+# step), in one OCI index named IMAGE; each checked (hack/image.sh).
+image:
+	./hack/image.sh build "$(IMAGE_TOOL)" "$(IMAGE)" "$(VERSION)" "$(REVISION)" "$(SOURCE_DATE_EPOCH)" $(IMAGE_PLATFORMS)
+
+# The index and every image in it, e.g.
+#   make image-push IMAGE=registry.example.com/forge-manager:0.1.0
+# IMAGE_DEST=oci:DIR writes an OCI layout instead.
+image-push: image
+	./hack/image.sh push "$(IMAGE_TOOL)" "$(IMAGE)" "$(IMAGE_DEST)"
+
+# The image's CA bundle, remade from Debian's newest ca-certificates package
+# (CA_VERSION=... for another); review the diff and commit both files.
+ca-certificates:
+	./hack/ca-certificates.sh $(CA_VERSION)
 
 clean:
 	rm -f forge-manager

@@ -70,7 +70,7 @@ func (h *healthChecker) run(ctx context.Context) {
 	if h.url == "" {
 		return
 	}
-	client := &http.Client{Timeout: h.timeout}
+	client := h.client()
 	for {
 		h.record(h.probe(ctx, client))
 		select {
@@ -79,6 +79,16 @@ func (h *healthChecker) run(ctx context.Context) {
 		case <-time.After(h.interval):
 		}
 	}
+}
+
+// client is the checks' HTTP client. Its transport is Go's default, so an
+// https:// endpoint is verified against the system roots, read once per
+// process: on Linux the first of /etc/ssl/certs/ca-certificates.crt (in the
+// image: Debian's bundle, hack/ca-certificates.sh) and the like, or
+// $SSL_CERT_FILE instead; plus every file in /etc/ssl/certs and
+// /etc/pki/tls/certs, or in $SSL_CERT_DIR instead.
+func (h *healthChecker) client() *http.Client {
+	return &http.Client{Timeout: h.timeout}
 }
 
 func (h *healthChecker) probe(ctx context.Context, client *http.Client) error {
