@@ -345,7 +345,7 @@ func (f *fakeEvents) only(reasons ...string) []string {
 func TestEventOncePerRefusal(t *testing.T) {
 	w, a := pair(t)
 	ev := &fakeEvents{fail: 2}
-	a.s.events = ev
+	hear(a, ev)
 	good := map[string][]byte{}
 	for _, p := range []string{a.cfg.SourceKES, a.cfg.SourceVRF, a.cfg.SourceOpCert} {
 		good[p], _ = os.ReadFile(p)

@@ -502,7 +502,8 @@ func (c *config) distinctPaths() []string {
 	paths := map[string]string{}
 	for _, kv := range [][2]string{{"TARGET_KES_KEY", c.TargetKES}, {"TARGET_VRF_KEY", c.TargetVRF},
 		{"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket},
-		{"STEP_DOWN_FILE", c.StepDownFile}} {
+		{"STEP_DOWN_FILE", c.StepDownFile}, {"DEADMAN_BINARY", c.DeadmanBinary}, {"SOURCE_KES_KEY", c.SourceKES},
+		{"SOURCE_VRF_KEY", c.SourceVRF}, {"SOURCE_OP_CERT", c.SourceOpCert}} {
 		if other, dup := paths[kv[1]]; dup && kv[1] != "" {
 			p = append(p, fmt.Sprintf("%s=%q is the same file as %s: each needs its own path", kv[0], kv[1], other))
 		}

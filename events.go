@@ -7,19 +7,27 @@ package main
 // the credentials (refused, not loaded, a counter ahead, KES expiry near)
 // are about the pod. Each names the other as related.
 //
-// Events are best effort and never in the way of forging: a transition is
-// queued in memory where it happens, and the queue is written in the
-// pass's report step, after every action, cut like every call, within one
-// API_TIMEOUT for all of them. A failed write stays queued for the next
-// pass. Rate-limited: a burst of eventBurst, then one per eventRefill,
-// at most eventQueueMax waiting (the oldest dropped first). Notes are the
-// log lines' reasons, which never carry key bytes (invariant 8).
+// Events are best effort and never in the way of forging: the loop only
+// queues them in memory where a transition happens; a goroutine of their
+// own writes them, each call bounded by API_TIMEOUT, so no Event write
+// ever stands between a deadline and a disable or a kill (invariant 1),
+// nor delays a renew. A failed write is retried, backing off; one the API
+// server refuses for good (a 4xx other than 429) is dropped, and failures
+// are a WARN when they start and when they end. Rate-limited: a burst of
+// eventBurst, then one per eventRefill, at most eventQueueMax waiting (the
+// oldest dropped first). Notes are the log lines' reasons, which never
+// carry key bytes (invariant 8).
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
@@ -80,7 +88,7 @@ func (k *kubeEvents) emit(ctx context.Context, e event, leaderUID string) error 
 		"metadata":  map[string]any{"name": fmt.Sprintf("%s.%x", k.pod, e.at.UnixNano()), "namespace": k.namespace},
 		"eventTime": e.at.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
 		"regarding": regarding, "related": related,
-		"reason": e.reason, "action": e.action, "note": truncate(e.note, noteMax), "type": typ,
+		"reason": e.reason, "action": e.action, "note": truncateUTF8(e.note, noteMax), "type": typ,
 		"reportingController": "cardano.io/forge-manager", "reportingInstance": k.pod,
 	})
 	_, err := k.rc.Post().AbsPath(fmt.Sprintf("/apis/events.k8s.io/v1/namespaces/%s/events", k.namespace)).Body(body).DoRaw(ctx)
@@ -123,12 +131,147 @@ func (q *eventQueue) take(now time.Time) bool {
 	return true
 }
 
+// eventWriter is the queue and its writer. add is the loop's; write runs
+// in the writer's goroutine (run), or, where no goroutine runs (the
+// simulated world's tests), at the end of each pass.
+type eventWriter struct {
+	sink    eventSink
+	log     *slog.Logger
+	now     func() time.Time
+	timeout time.Duration // API_TIMEOUT, per write
+	async   bool          // run is writing: the loop never does
+	failed  func(error)   // counts a failed write (forge_manager_api_errors_total)
+	wake    chan struct{}
+
+	mu        sync.Mutex
+	q         eventQueue
+	leaderUID string    // the CardanoLeader's, once known (crd.go)
+	failures  int       // in a row, for the backoff
+	retryAt   time.Time // no write before
+	trouble   trouble
+}
+
+func newEventWriter(sink eventSink, log *slog.Logger, now func() time.Time, timeout time.Duration, failed func(error)) *eventWriter {
+	return &eventWriter{sink: sink, log: log, now: now, timeout: timeout, failed: failed, wake: make(chan struct{}, 1),
+		trouble: trouble{what: "Events cannot be written", ok: "Events written again"}}
+}
+
+// add queues e and wakes the writer; it never blocks.
+func (w *eventWriter) add(e event) {
+	w.mu.Lock()
+	w.q.add(e)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// setLeader records the CardanoLeader's UID for the Events about it.
+func (w *eventWriter) setLeader(uid string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if uid != "" {
+		w.leaderUID = uid
+	}
+}
+
+// run writes Events as they come, until ctx ends.
+func (w *eventWriter) run(ctx context.Context) {
+	for {
+		wait := w.write(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-time.After(wait):
+		}
+	}
+}
+
+// write writes queued Events, oldest first, while the rate limit allows,
+// and returns how long until it should try again.
+func (w *eventWriter) write(ctx context.Context) time.Duration {
+	for {
+		e, uid, wait, ok := w.next()
+		if !ok {
+			return wait
+		}
+		cctx, cancel := context.WithTimeout(ctx, w.timeout)
+		err := w.sink.emit(cctx, e, uid)
+		cancel()
+		if again := w.done(err); again > 0 {
+			return again
+		}
+	}
+}
+
+// drain writes what is queued now, at once, within ctx: at shutdown, when
+// the writer's goroutine has stopped (maybe mid-write, backing off).
+func (w *eventWriter) drain(ctx context.Context) {
+	w.mu.Lock()
+	w.retryAt = time.Time{}
+	w.mu.Unlock()
+	w.write(ctx)
+}
+
+// next is the Event to write now, if any; else how long to wait.
+func (w *eventWriter) next() (event, string, time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := w.now()
+	if w.q.dropped > 0 {
+		w.log.Warn("Events dropped: too many at once", "dropped", w.q.dropped)
+		w.q.dropped = 0
+	}
+	switch {
+	case len(w.q.pending) == 0:
+		return event{}, "", time.Hour, false
+	case now.Before(w.retryAt):
+		return event{}, "", w.retryAt.Sub(now), false
+	case !w.q.take(now):
+		return event{}, "", eventRefill, false
+	}
+	return w.q.pending[0], w.leaderUID, 0, true
+}
+
+// done takes the outcome of the write of the queue's head: written or
+// refused for good, it goes; otherwise it stays, and the writer backs off
+// (1 s, doubling, at most a minute). It returns the backoff, 0 to go on.
+func (w *eventWriter) done(err error) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.trouble.set(w.log, err)
+	if err == nil || refusedForGood(err) {
+		w.q.pending, w.failures = w.q.pending[1:], 0
+		return 0
+	}
+	w.failed(err)
+	w.q.tokens++ // not spent: nothing was written
+	w.failures++
+	backoff := min(time.Second<<min(w.failures-1, 6), time.Minute)
+	w.retryAt = w.now().Add(backoff)
+	return backoff
+}
+
+// refusedForGood: a 4xx other than 429 (too many requests) will not
+// succeed by trying again: a Role without the right (403), a note the
+// server does not take (422).
+func refusedForGood(err error) bool {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return false
+	}
+	c := st.Status().Code
+	return c >= 400 && c < 500 && c != http.StatusTooManyRequests
+}
+
 // say queues an Event about the pod (leader: about the CardanoLeader).
 func (s *sidecar) say(warning, leader bool, reason, action, note string) {
 	if s.events == nil {
 		return
 	}
-	s.evq.add(event{warning: warning, leader: leader, reason: reason, action: action, note: note, at: s.now()})
+	s.events.add(event{warning: warning, leader: leader, reason: reason, action: action, note: note, at: s.now()})
 }
 
 // noteConditions queues an Event for each condition that started or
@@ -161,23 +304,14 @@ func kesExpiryNote(v chainSnapshot) string {
 // kesWarnPeriods: 7 periods of 36 h on mainnet, about 10 days to rotate.
 const kesWarnPeriods = 7
 
-// flushEvents writes queued Events while the rate limit allows, oldest
-// first; the first failure leaves the rest for the next pass.
-func (s *sidecar) flushEvents(ctx context.Context) {
-	if s.events == nil {
-		return
+// truncateUTF8 cuts s to at most n bytes on a character boundary: a cut
+// inside one would be sent as U+FFFD, three bytes, past the limit.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
 	}
-	if s.evq.dropped > 0 {
-		s.log.Warn("Events dropped: too many at once", "dropped", s.evq.dropped)
-		s.evq.dropped = 0
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
-	for len(s.evq.pending) > 0 && s.evq.take(s.now()) {
-		if err := s.events.emit(ctx, s.evq.pending[0], s.status.uid); err != nil {
-			s.evq.tokens++ // not spent: nothing was written
-			s.m.apiError(apiOp(err))
-			s.log.Debug("Event not written; retried at the next pass", "reason", s.evq.pending[0].reason, "err", err)
-			return
-		}
-		s.evq.pending = s.evq.pending[1:]
-	}
+	return s[:n]
 }

@@ -1,11 +1,25 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
+
+// hear makes r's Events go to f, written at the end of each pass (no
+// writer goroutine in the simulated world).
+func hear(r *replica, f *fakeEvents) {
+	r.s.events = newEventWriter(f, r.s.log, r.s.now, r.cfg.APITimeout, func(error) {})
+}
 
 // reasons lists the reasons said, in order.
 func (f *fakeEvents) reasons() []string {
@@ -36,7 +50,8 @@ func TestEventsForEachTransition(t *testing.T) {
 	w := newWorld(t)
 	a, b := w.add("bp-0"), w.add("bp-1")
 	ea, eb := &fakeEvents{}, &fakeEvents{}
-	a.s.events, b.s.events = ea, eb
+	hear(a, ea)
+	hear(b, eb)
 	if w.settle(40*time.Second) != "bp-0" {
 		t.Fatal("bp-0 did not lead")
 	}
@@ -58,7 +73,7 @@ func TestEventsForEachTransition(t *testing.T) {
 	w.run(5 * time.Second)
 	stepOut(t, w, b, time.Minute)
 	w.runUntil(20*time.Second, "bp-0 forging again", func() bool { return len(w.forgers()) == 1 && w.forgers()[0] == "bp-0" })
-	if want := []string{"NotEligible", "ForgingDisabled", "LeaseReleased"}; !inOrder(eb.reasons(), want) {
+	if want := []string{"SteppedDown", "NotEligible", "ForgingDisabled", "LeaseReleased"}; !inOrder(eb.reasons(), want) {
 		t.Errorf("bp-1 stepping down said %v; want %v", eb.reasons(), want)
 	}
 	for _, got := range append(ea.got, eb.got...) {
@@ -126,9 +141,139 @@ func TestEventsFailedWriteRetried(t *testing.T) {
 	w := newWorld(t)
 	a := w.add("bp-0")
 	ev := &fakeEvents{fail: 3}
-	a.s.events = ev
+	hear(a, ev)
 	w.settle(40 * time.Second)
 	if want := []string{"Eligible", "LeaseAcquired", "ForgingEnabled"}; !inOrder(ev.reasons(), want) {
 		t.Errorf("said %v after 3 failed writes; want %v", ev.reasons(), want)
+	}
+}
+
+// TestEventsOnlyConfirmedForging (invariant 4): ForgingDisabled means the
+// node said 0 (or is gone), ForgingEnabled that it said 1: a rotation
+// while forging (an enable sent while on) says neither.
+func TestEventsOnlyConfirmedForging(t *testing.T) {
+	w, a := pair(t)
+	ev := &fakeEvents{}
+	hear(a, ev)
+	w.run(3 * time.Second)
+	rotate(t, a.cfg, "rotated")
+	w.run(20 * time.Second)
+	if got := ev.only("ForgingDisabled", "ForgingEnabled"); len(got) != 0 {
+		t.Errorf("a rotation said %q; want nothing: forging never stopped", got)
+	}
+	w.onlyForger("bp-0")
+}
+
+// TestEventsOnSIGTERM (invariant 7): the graceful handover is told before
+// the process ends: forging disabled, then the Lease released.
+func TestEventsOnSIGTERM(t *testing.T) {
+	w, a := pair(t)
+	ev := &fakeEvents{}
+	hear(a, ev)
+	a.stopped = true
+	a.s.shutdown()
+	if want := []string{"NotEligible", "ForgingDisabled", "LeaseReleased"}; !inOrder(ev.reasons(), want) {
+		t.Errorf("said %v on SIGTERM; want %v", ev.reasons(), want)
+	}
+	w.run(3 * time.Second)
+	w.onlyForger("bp-1")
+}
+
+// blockingSink never answers until its call is cut.
+type blockingSink struct{ calls atomic.Int32 }
+
+func (b *blockingSink) emit(ctx context.Context, _ event, _ string) error {
+	b.calls.Add(1)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestEventsNeverBlockTheLoop (invariant 1): with the API server not
+// answering Event writes, queueing one never waits, and the writer's own
+// goroutine backs off instead of writing at every pass.
+func TestEventsNeverBlockTheLoop(t *testing.T) {
+	sink := &blockingSink{}
+	w := newEventWriter(sink, slog.New(slog.NewJSONHandler(io.Discard, nil)), time.Now, 50*time.Millisecond, func(error) {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go w.run(ctx)
+	done := make(chan struct{})
+	go func() {
+		for i := range 100 {
+			w.add(event{reason: fmt.Sprint(i), at: time.Now()})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("queueing Events blocked while their writes hang")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for sink.calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // backing off: 1 s after the 1st failure, 2 s after the 2nd
+	if n := sink.calls.Load(); n != 2 {
+		t.Errorf("%d writes tried in about 1.4 s; want 2 (backing off)", n)
+	}
+}
+
+// refusingSink answers every write with err.
+type refusingSink struct {
+	err   error
+	calls int
+}
+
+func (r *refusingSink) emit(context.Context, event, string) error { r.calls++; return r.err }
+
+// TestEventsRefusedForGoodAreDropped: a 403 or 422 is not retried (it
+// would hold up every Event behind it); a 503 or 429 is, later.
+func TestEventsRefusedForGoodAreDropped(t *testing.T) {
+	now := simEpoch
+	for _, tt := range []struct {
+		err  error
+		kept bool
+	}{
+		{apierrors.NewForbidden(schema.GroupResource{Group: "events.k8s.io", Resource: "events"}, "x", errors.New("no")), false},
+		{apierrors.NewInvalid(schema.GroupKind{Group: "events.k8s.io", Kind: "Event"}, "x", nil), false},
+		{apierrors.NewServiceUnavailable("down"), true},
+		{apierrors.NewTooManyRequests("slow down", 1), true},
+		{errors.New("connection refused"), true},
+	} {
+		sink := &refusingSink{err: wrapAPI("create", "event", "ns", "x", tt.err)}
+		w := newEventWriter(sink, slog.New(slog.NewJSONHandler(io.Discard, nil)), func() time.Time { return now }, time.Second, func(error) {})
+		w.add(event{reason: "A"})
+		w.add(event{reason: "B"})
+		wait := w.write(context.Background())
+		switch {
+		case tt.kept && (len(w.q.pending) != 2 || wait < time.Second || sink.calls != 1):
+			t.Errorf("%v: %d left, wait %v, %d calls; want both kept, backing off after 1 call", tt.err, len(w.q.pending), wait, sink.calls)
+		case !tt.kept && (len(w.q.pending) != 0 || sink.calls != 2):
+			t.Errorf("%v: %d left after %d calls; want both dropped", tt.err, len(w.q.pending), sink.calls)
+		}
+	}
+}
+
+// countingSink counts writes.
+type countingSink struct{ calls int }
+
+func (c *countingSink) emit(context.Context, event, string) error { c.calls++; return nil }
+
+// TestEventsWrittenOffTheLoop (invariant 1): with the writer's goroutine
+// running (async), no pass writes an Event itself, not even through a
+// failover: the loop only queues them.
+func TestEventsWrittenOffTheLoop(t *testing.T) {
+	w := newWorld(t)
+	a := w.add("bp-0")
+	w.add("bp-1")
+	sink := &countingSink{}
+	a.s.events = newEventWriter(sink, a.s.log, a.s.now, a.cfg.APITimeout, func(error) {})
+	a.s.events.async = true
+	w.settle(40 * time.Second)
+	a.api.down = true
+	w.run(30 * time.Second)
+	if sink.calls != 0 || len(a.s.events.q.pending) < 3 {
+		t.Errorf("the loop wrote %d Events, %d queued; want none written, all queued", sink.calls, len(a.s.events.q.pending))
 	}
 }

@@ -48,10 +48,9 @@ type sidecar struct {
 	rejected error                      // the mounted set, refused while sources stay the last good one
 	chain    slotClock                  // the network's (chain.go)
 	records  map[*elector]counterRecord // the counter record last read on each Lease (counter.go)
-	events   eventSink                  // Kubernetes Events (events.go); nil: none
+	events   *eventWriter               // Kubernetes Events (events.go); nil: none
 	pool     string                     // the pool of the first set taken: a running sidecar takes no other
 	evented  map[string]string          // what each Event reason last said
-	evq      eventQueue                 // Events not written yet (events.go)
 	// stepDownFile is STEP_DOWN_FILE (stepdown.go), read every pass into
 	// stepUntil, or stepErr when it cannot be read.
 	stepDownFile string
@@ -118,7 +117,7 @@ func (s *sidecar) warnOther(ctx context.Context) {
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
 	s.refreshSources(s.now())
 	if s.stepDownFile != "" {
-		s.stepUntil, s.stepErr = readStepDown(s.stepDownFile)
+		s.readStepDown()
 	}
 	octx, cancel := s.observeContext(ctx)
 	s.node.observe(octx, s.now())
@@ -344,8 +343,12 @@ func (s *sidecar) perform(ctx context.Context, now time.Time, f leadership, in f
 		case in.overtakable():
 			reason = "the previous sidecar process's last SIGHUP may still be handled after a disable, and must not make it forge past the deadline"
 		}
-		s.say(true, false, "NodeKilled", "Kill", "SIGKILL to the node: "+reason)
-		return s.node.kill(reason)
+		pid, kills := s.node.n.proc.PID, s.node.kills
+		ok := s.node.kill(reason)
+		if s.node.kills > kills {
+			s.say(true, false, "NodeKilled", "Kill", fmt.Sprintf("SIGKILL to the node (pid %d): %s", pid, reason))
+		}
+		return ok
 	case actRelease:
 		s.release(ctx, now, f, why)
 	}
@@ -508,24 +511,47 @@ func (s *sidecar) noteTransitions(now time.Time, f leadership, why string) {
 		s.log.Warn("the Lease was deleted and this leader recreated it: keep it out of pruning and cleanup tools", "epoch", f.epoch.String())
 	}
 	s.leaseUID = f.epoch.UID
+	// In the order of cause and effect: a pass that finds the replica
+	// ineligible, disables and releases says so in that order.
+	switch {
+	case why != s.why && why != "":
+		s.log.Info("not eligible to forge", "why", why)
+	case why != s.why:
+		s.log.Info("eligible to forge")
+	}
+	if (why == "") != (s.why == "") {
+		s.sayEligibility(why)
+	}
+	s.noteForging()
 	if f.leading != s.leading {
 		s.m.leadershipChange()
 		s.noteLeadership(now, f, why)
 	}
-	if why != s.why && why != "" {
-		s.log.Info("not eligible to forge", "why", why)
-	} else if why != s.why {
-		s.log.Info("eligible to forge")
-	}
-	if (why == "") != (s.why == "") {
-		s.say(why != "", false, map[bool]string{true: "Eligible", false: "NotEligible"}[why == ""], "Check", firstOf(why, "eligible to forge"))
-	}
-	if on := s.forgingConfirmed(); on != s.forging {
-		s.say(false, false, map[bool]string{true: "ForgingEnabled", false: "ForgingDisabled"}[on], map[bool]string{true: "Enable", false: "Disable"}[on],
-			fmt.Sprintf("the node (pid %d) is %s", s.node.n.proc.PID, s.node.n.state))
-		s.forging = on
-	}
 	s.leading, s.why = f.leading, why
+}
+
+// sayEligibility says that this replica became eligible ("") or not.
+func (s *sidecar) sayEligibility(why string) {
+	if why == "" {
+		s.say(false, false, "Eligible", "Check", "eligible to forge")
+		return
+	}
+	s.say(true, false, "NotEligible", "Check", why)
+}
+
+// noteForging says when the node's forging was confirmed on, and when it
+// was confirmed off again (or the node killed): unknown, enabling and
+// disabling are neither (invariant 4).
+func (s *sidecar) noteForging() {
+	n := &s.node.n
+	switch {
+	case n.state == stateOn && !s.forging:
+		s.say(false, false, "ForgingEnabled", "Enable", fmt.Sprintf("the node (pid %d) confirmed forging", n.proc.PID))
+		s.forging = true
+	case n.state == stateOff && s.forging:
+		s.say(false, false, "ForgingDisabled", "Disable", fmt.Sprintf("the node (pid %d) is confirmed not forging, or gone", n.proc.PID))
+		s.forging = false
+	}
 }
 
 // noteLeadership logs, counts and says how the local lead began or ended.
@@ -540,6 +566,10 @@ func (s *sidecar) noteLeadership(now time.Time, f leadership, why string) {
 	case f.holder == s.el.identity && !now.Before(f.fenceAt):
 		s.m.fenced()
 		s.log.Warn("fenced: no successful renew within RENEW_DEADLINE; forging disabled", "renew_deadline", s.tm.renew.String())
+		if why != "" { // handing over, it renews no more: its release did not get through
+			s.say(true, true, "ReleaseFailed", "Release", fmt.Sprintf("%s could not release the Lease %s while handing over (%s); it lapses, and a standby takes it at expiry", s.names.pod, s.names.lease, why))
+			break
+		}
 		s.say(true, true, "Fenced", "Fence", fmt.Sprintf("%s: no successful renew of the Lease %s within RENEW_DEADLINE (%s); forging disabled", s.names.pod, s.names.lease, s.tm.renew))
 	default:
 		s.log.Warn("lost the Lease", "holder", f.holder, "missing", s.el.observed.missing)
@@ -572,12 +602,13 @@ func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 		s.status.forget()
 	}
 	s.publish(now, f)
-	ectx, cancel := s.apiContext(ctx, s.facts(s.now()))
-	defer cancel()
-	ectx, cancel2 := context.WithTimeout(ectx, s.tm.api)
-	defer cancel2()
 	s.noteConditions(s.board.load().Chain)
-	s.flushEvents(ectx)
+	if s.events != nil {
+		s.events.setLeader(s.status.uid)
+		if !s.events.async {
+			s.events.write(ctx) // no writer goroutine: the simulated world's tests, whose sink never blocks
+		}
+	}
 }
 
 // syncStatus writes the CardanoLeader status, only while leading at this
@@ -662,7 +693,11 @@ func (s *sidecar) shutdown() error {
 		s.sleep(pollPending)
 	}
 	now := s.now()
+	s.noteTransitions(now, s.facts(now), s.ineligible(now))
 	s.report(ctx, now, s.facts(now))
+	if s.events != nil {
+		s.events.drain(ctx) // the handover's Events, in what is left of the budget: the node is off
+	}
 	s.log.Info("stopped", "node_forging_state", s.node.n.state.String())
 	return nil
 }

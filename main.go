@@ -203,7 +203,9 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	s := newSidecar(c, tn, log, time.Now, host)
 	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
 	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
-	s.events = &kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, podUID: c.PodUID, leader: tn.Leader}
+	s.events = newEventWriter(&kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, podUID: c.PodUID, leader: tn.Leader},
+		log, s.now, c.APITimeout, func(err error) { s.m.apiError(apiOp(err)) })
+	s.events.async = true
 	if c.ClusterManagement {
 		if s.cl, err = wireCluster(c, tn, identity, crc, log, s.now); err != nil {
 			return err
@@ -225,6 +227,7 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	hctx, stopHealth := context.WithCancel(ctx)
 	wg.Go(func() { s.health.run(hctx) })
 	wg.Go(func() { srv.serve() })
+	wg.Go(func() { s.events.run(ctx) })
 	err = s.run(ctx)
 	stopHealth()
 	srv.Close()

@@ -352,6 +352,7 @@ type nodeTracker struct {
 	find, gauge, signals, waits trouble
 	unsure                      time.Time    // nodeState.unsure of a node found running
 	prev                        *inheritance // the previous sidecar process's last word, if any
+	kills                       int          // SIGKILLs delivered, for the NodeKilled Event
 }
 
 func newNodeTracker(host nodeAccess, name string, confirm, socketWait time.Duration, confirmable bool, log *slog.Logger, m *metricSet) *nodeTracker {
@@ -570,6 +571,7 @@ func (nt *nodeTracker) kill(why string) bool {
 	}
 	if err == nil {
 		nt.m.nodeTerminated()
+		nt.kills++
 	}
 	n.state = stateOff
 	return true

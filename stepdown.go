@@ -24,11 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxStepDown bounds one step-down: a maintenance window, not a way to
@@ -40,20 +41,46 @@ const stepDownPoll = 200 * time.Millisecond
 
 // readStepDown is the end of the step-down in path: zero when there is no
 // file; an error, which keeps the replica out, when it cannot be read.
+//
+// The file is on a volume the node container shares, so it is opened as
+// key paths are inspected (invariant 8): without following a link, without
+// blocking on a FIFO, a regular file only, and at most stepDownMax bytes.
 func readStepDown(path string) (time.Time, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
 		return time.Time{}, nil
 	}
 	if err != nil {
 		return time.Time{}, fmt.Errorf("STEP_DOWN_FILE %s: %w", path, err)
 	}
-	until, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return time.Time{}, fmt.Errorf("STEP_DOWN_FILE %s is not a regular file: run forge-manager step-down 0 to remove it", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, stepDownMax+1))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("STEP_DOWN_FILE %s does not hold an RFC 3339 time (%q): run forge-manager step-down 0 to remove it",
-			path, truncate(strings.TrimSpace(string(b)), 40))
+		return time.Time{}, fmt.Errorf("STEP_DOWN_FILE %s: %w", path, err)
+	}
+	until, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(string(b)))
+	if err != nil || len(b) > stepDownMax {
+		// Its content is not quoted: a mistyped path could name a key.
+		return time.Time{}, fmt.Errorf("STEP_DOWN_FILE %s does not hold an RFC 3339 time: run forge-manager step-down 0 to remove it", path)
 	}
 	return until, nil
+}
+
+// stepDownMax: an RFC 3339 time with nanoseconds and a zone is 35 bytes.
+const stepDownMax = 64
+
+// readStepDown looks at STEP_DOWN_FILE; a new step-down is an Event.
+func (s *sidecar) readStepDown() {
+	until, err := readStepDown(s.stepDownFile)
+	if err == nil && !until.Equal(s.stepUntil) && s.now().Before(until) {
+		s.say(false, false, "SteppedDown", "StepDown", fmt.Sprintf("%s stepped down by an operator until %s: it hands over and stays out of the election",
+			s.names.pod, until.UTC().Format(time.RFC3339)))
+	}
+	s.stepUntil, s.stepErr = until, err
 }
 
 // stepDownWhy says why a step-down keeps this replica out ("" if none
@@ -105,7 +132,9 @@ func runStepDown(c *config, arg string, now func() time.Time, stdout io.Writer) 
 	fmt.Fprintf(stdout, "%s steps down until %s: it does not forge and stays out of the election (forge-manager step-down 0 ends it)\n",
 		c.PodName, until.UTC().Format(time.RFC3339))
 	t := c.timing()
-	return waitSteppedDown(fmt.Sprintf("http://127.0.0.1:%d/status", c.MetricsPort), t.retry+t.confirm+t.api+shutdownSlack, now, stdout)
+	// The next pass, a confirmed disable, and the releases (the forging
+	// token's, the status, the Lease's): 24 s at the defaults.
+	return waitSteppedDown(fmt.Sprintf("http://127.0.0.1:%d/status", c.MetricsPort), t.retry+t.confirm+3*t.api+shutdownSlack, now, stdout)
 }
 
 // writeStepDown writes until to path, atomically: the sidecar reads either
@@ -127,7 +156,9 @@ func waitSteppedDown(url string, budget time.Duration, now func() time.Time, std
 	for {
 		var st snapshot
 		last = getJSON(client, url, &st)
-		if last == nil && st.Role != "leader" && !st.Forging && st.ForgingState == stateOff.String() {
+		// The reason proves the pass read the file before its election
+		// step: a snapshot from before could show a standby about to lead.
+		if last == nil && st.Role != "leader" && !st.Forging && st.ForgingState == stateOff.String() && strings.HasPrefix(st.Reason, "stepped down") {
 			fmt.Fprintf(stdout, "done in %s: forging off (confirmed by the node), not leading; the Lease holder is now %q\n",
 				now().Sub(start).Round(time.Millisecond), st.Holder)
 			return nil

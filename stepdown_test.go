@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stepOut makes r step down until d from now, as the command does.
@@ -133,10 +135,28 @@ func TestReadStepDown(t *testing.T) {
 	if why := stepDownWhy(u, err, now.Add(time.Hour)); why != "" {
 		t.Errorf("at its end: %q; want none", why)
 	}
-	os.Remove(path)
-	os.Mkdir(path, 0o700) // unreadable as a file
-	if u, err := readStepDown(path); err == nil || !strings.HasPrefix(stepDownWhy(u, err, now), "step-down file unreadable") {
-		t.Errorf("a directory: %v; want an error that keeps it out", err)
+	// Planted on the shared volume (invariant 8): neither followed, nor
+	// blocked on, nor read whole; each keeps the replica out.
+	secret := filepath.Join(dir, "kes.skey")
+	os.WriteFile(secret, []byte(now.Add(time.Hour).Format(time.RFC3339)), 0o600)
+	big := strings.Repeat(" ", 1<<20) + now.Add(time.Hour).Format(time.RFC3339)
+	for name, plant := range map[string]func() error{
+		"a directory": func() error { return os.Mkdir(path, 0o700) },
+		"a FIFO":      func() error { return unix.Mkfifo(path, 0o600) },
+		"a symlink":   func() error { return os.Symlink(secret, path) },
+		"a huge file": func() error { return os.WriteFile(path, []byte(big), 0o600) },
+	} {
+		os.RemoveAll(path)
+		if err := plant(); err != nil {
+			t.Fatal(err)
+		}
+		u, err := readStepDown(path)
+		if err == nil || !strings.HasPrefix(stepDownWhy(u, err, now), "step-down file unreadable") {
+			t.Errorf("%s: %v; want an error that keeps it out", name, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "2026") {
+			t.Errorf("%s: the error quotes the file: %v", name, err)
+		}
 	}
 }
 
@@ -150,8 +170,10 @@ func TestWaitSteppedDown(t *testing.T) {
 		switch n := calls.Add(1); {
 		case n == 2:
 			st = snapshot{Role: "leader", ForgingState: stateDisabling.String()}
-		case n >= 3:
-			st = snapshot{Role: "ineligible", ForgingState: stateOff.String(), Holder: "bp-1_uid"}
+		case n == 3: // a standby's pass from before the file was read: it may lead next
+			st = snapshot{Role: "standby", ForgingState: stateOff.String()}
+		case n >= 4:
+			st = snapshot{Role: "ineligible", ForgingState: stateOff.String(), Holder: "bp-1_uid", Reason: "stepped down by an operator until ..."}
 		}
 		json.NewEncoder(w).Encode(st)
 	}))
@@ -160,8 +182,8 @@ func TestWaitSteppedDown(t *testing.T) {
 	if err := waitSteppedDown(srv.URL, 10*time.Second, time.Now, &out); err != nil || !strings.Contains(out.String(), `the Lease holder is now "bp-1_uid"`) {
 		t.Errorf("%v, %q; want done", err, out.String())
 	}
-	if calls.Load() != 3 {
-		t.Errorf("%d looks; want done at the third, the first with the node off", calls.Load())
+	if calls.Load() != 4 {
+		t.Errorf("%d looks; want done at the fourth, the first that read the step-down", calls.Load())
 	}
 	calls.Store(-1000) // leads for good
 	if err := waitSteppedDown(srv.URL, 300*time.Millisecond, time.Now, &out); err == nil || !strings.Contains(err.Error(), "still leads") {
