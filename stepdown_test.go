@@ -150,7 +150,11 @@ func TestReadStepDown(t *testing.T) {
 		if err := plant(); err != nil {
 			t.Fatal(err)
 		}
-		u, err := readStepDown(path)
+		u, err, ok := readStepDownWithin(path, 5*time.Second)
+		if !ok {
+			t.Errorf("%s: reading it blocked", name)
+			continue
+		}
 		if err == nil || !strings.HasPrefix(stepDownWhy(u, err, now), "step-down file unreadable") {
 			t.Errorf("%s: %v; want an error that keeps it out", name, err)
 		}
@@ -192,5 +196,25 @@ func TestWaitSteppedDown(t *testing.T) {
 	srv.Close()
 	if err := waitSteppedDown(srv.URL, 300*time.Millisecond, time.Now, &out); err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Errorf("%v; want it to say the status did not answer", err)
+	}
+}
+
+// readStepDownWithin is readStepDown, or !ok if it has not returned
+// within d (it blocked: on a FIFO, say).
+func readStepDownWithin(path string, d time.Duration) (time.Time, error, bool) {
+	type result struct {
+		u   time.Time
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		u, err := readStepDown(path)
+		ch <- result{u, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.u, r.err, true
+	case <-time.After(d):
+		return time.Time{}, nil, false
 	}
 }
