@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -129,6 +130,11 @@ func TestComponentAdoptsTheLabelledStatefulSet(t *testing.T) {
 	}
 	in, _ := os.ReadFile(filepath.Join(adoptDir, "statefulset.yaml"))
 	orig := decodeObjects(t, in)
+	// The check README and docs/adopt.md tell the operator to run.
+	out, _ := controlPlane(t).Kubectl("kustomize", adoptDir)
+	if n := len(regexp.MustCompile(`(?m)name: forge-manager-init$`).FindAll(out, -1)); n != 1 {
+		t.Errorf("grep -c 'name: forge-manager-init$' counts %d; want 1, the one adopted StatefulSet", n)
+	}
 
 	relay := r.sts[adoptRelay].Spec.Template.Spec
 	if !reflect.DeepEqual(relay, orig.sts[adoptRelay].Spec.Template.Spec) {
