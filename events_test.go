@@ -190,17 +190,22 @@ func (b *blockingSink) emit(ctx context.Context, _ event, _ string) error {
 
 // TestEventsNeverBlockTheLoop (invariant 1): with the API server not
 // answering Event writes, queueing one never waits, and the writer's own
-// goroutine backs off instead of writing at every pass.
+// goroutine backs off: new Events do not make it try again sooner.
 func TestEventsNeverBlockTheLoop(t *testing.T) {
 	sink := &blockingSink{}
 	w := newEventWriter(sink, slog.New(slog.NewJSONHandler(io.Discard, nil)), time.Now, 50*time.Millisecond, func(error) {})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go w.run(ctx)
+	w.add(event{reason: "first", at: time.Now()})
+	pollUntil(t, 10*time.Second, "the first write tried", func() bool { return sink.calls.Load() == 1 })
 	done := make(chan struct{})
 	go func() {
-		for i := range 100 {
+		for i := range 100 { // each wakes the writer
 			w.add(event{reason: fmt.Sprint(i), at: time.Now()})
+			if i%10 == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
 		}
 		close(done)
 	}()
@@ -209,14 +214,10 @@ func TestEventsNeverBlockTheLoop(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("queueing Events blocked while their writes hang")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for sink.calls.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	if n := sink.calls.Load(); n != 1 {
+		t.Errorf("%d writes tried within the first 1 s backoff; want 1: new Events must not cut it short", n)
 	}
-	time.Sleep(300 * time.Millisecond) // backing off: 1 s after the 1st failure, 2 s after the 2nd
-	if n := sink.calls.Load(); n != 2 {
-		t.Errorf("%d writes tried in about 1.4 s; want 2 (backing off)", n)
-	}
+	pollUntil(t, 10*time.Second, "the write retried after the backoff", func() bool { return sink.calls.Load() == 2 })
 }
 
 // refusingSink answers every write with err.
@@ -275,5 +276,15 @@ func TestEventsWrittenOffTheLoop(t *testing.T) {
 	w.run(30 * time.Second)
 	if sink.calls != 0 || len(a.s.events.q.pending) < 3 {
 		t.Errorf("the loop wrote %d Events, %d queued; want none written, all queued", sink.calls, len(a.s.events.q.pending))
+	}
+}
+
+// pollUntil waits for cond on the real clock, for at most limit.
+func pollUntil(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(limit); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
 	}
 }

@@ -51,6 +51,21 @@ func TestStepDownHandsOverWithoutRestart(t *testing.T) {
 	w.noOverlap()
 }
 
+// TestStepDownEndedEarly: `step-down 0` (the file removed) ends it at the
+// next pass.
+func TestStepDownEndedEarly(t *testing.T) {
+	w, a := pair(t)
+	stepOut(t, w, a, time.Hour)
+	w.runUntil(10*time.Second, "bp-1 forging", func() bool { return len(w.forgers()) == 1 && w.forgers()[0] == "bp-1" })
+	os.Remove(a.cfg.StepDownFile)
+	w.run(3 * time.Second)
+	if why := a.s.ineligible(w.clock.now()); why != "" {
+		t.Errorf("still out after step-down 0: %q", why)
+	}
+	w.onlyForger("bp-1")
+	w.noOverlap()
+}
+
 // TestStepDownUnreadableKeepsOut (invariant 4): a step-down file that
 // cannot be read or holds no time keeps the replica out, with a reason
 // naming the file; removing it lets the replica lead again.
