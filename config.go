@@ -504,10 +504,11 @@ func (c *config) distinctPaths() []string {
 		{"TARGET_OP_CERT", c.TargetOpCert}, {"HEARTBEAT_FILE", c.HeartbeatFile}, {"NODE_SOCKET", c.NodeSocket},
 		{"STEP_DOWN_FILE", c.StepDownFile}, {"DEADMAN_BINARY", c.DeadmanBinary}, {"SOURCE_KES_KEY", c.SourceKES},
 		{"SOURCE_VRF_KEY", c.SourceVRF}, {"SOURCE_OP_CERT", c.SourceOpCert}} {
-		if other, dup := paths[kv[1]]; dup && kv[1] != "" {
+		clean := filepath.Clean(kv[1])
+		if other, dup := paths[clean]; dup && kv[1] != "" {
 			p = append(p, fmt.Sprintf("%s=%q is the same file as %s: each needs its own path", kv[0], kv[1], other))
 		}
-		paths[kv[1]] = kv[0]
+		paths[clean] = kv[0]
 	}
 	return p
 }

@@ -157,6 +157,7 @@ func TestConfigErrors(t *testing.T) {
 		{"port too high", runEnv("METRICS_PORT", "70000"), "run", `METRICS_PORT="70000"`},
 		{"relative path", runEnv("TARGET_KES_KEY", "ipc/kes.skey"), "run", `TARGET_KES_KEY="ipc/kes.skey": want an absolute path`},
 		{"same target twice", runEnv("TARGET_VRF_KEY", "/ipc/kes.skey"), "run", `TARGET_VRF_KEY="/ipc/kes.skey" is the same file as TARGET_KES_KEY`},
+		{"same target, spelt otherwise", runEnv("TARGET_VRF_KEY", "/ipc//kes.skey"), "run", `TARGET_VRF_KEY="/ipc//kes.skey" is the same file as TARGET_KES_KEY`},
 		{"step-down over the probe's binary", runEnv("STEP_DOWN_FILE", "/ipc/forge-manager"), "run", `DEADMAN_BINARY="/ipc/forge-manager" is the same file as STEP_DOWN_FILE`},
 		{"step-down on a key", runEnv("STEP_DOWN_FILE", "/secrets/kes.skey"), "step-down", `SOURCE_KES_KEY="/secrets/kes.skey" is the same file as STEP_DOWN_FILE`},
 		{"application type", runEnv("APPLICATION_TYPE", "producer"), "run", `APPLICATION_TYPE="producer": want one of block-producer, relay, monitoring`},

@@ -51,6 +51,7 @@ type event struct {
 	note    string
 	leader  bool // about the CardanoLeader; otherwise about the pod
 	at      time.Time
+	seq     uint64 // this writer's count, in the name: two Events of one instant stay two
 }
 
 // eventSink writes one Event; leaderUID is the CardanoLeader's, "" if not
@@ -60,9 +61,9 @@ type eventSink interface {
 }
 
 // kubeEvents writes events.k8s.io/v1 Events as JSON (no generated types).
-// Each is named pod.<eventTime in hex nanoseconds>, as client-go's
-// recorder names them: a retried write is the same object, never a second
-// one (events.k8s.io refuses a generateName ending in a dot).
+// Each is named pod.<eventTime in hex nanoseconds>.<sequence>, after
+// client-go's recorder: a retried write is the same object, never a
+// second one (events.k8s.io refuses a generateName ending in a dot).
 type kubeEvents struct {
 	rc                     *rest.RESTClient
 	namespace, pod, podUID string
@@ -85,7 +86,7 @@ func (k *kubeEvents) emit(ctx context.Context, e event, leaderUID string) error 
 	}
 	body, _ := json.Marshal(map[string]any{
 		"apiVersion": "events.k8s.io/v1", "kind": "Event",
-		"metadata":  map[string]any{"name": fmt.Sprintf("%s.%x", k.pod, e.at.UnixNano()), "namespace": k.namespace},
+		"metadata":  map[string]any{"name": fmt.Sprintf("%s.%x.%d", k.pod, e.at.UnixNano(), e.seq), "namespace": k.namespace},
 		"eventTime": e.at.UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
 		"regarding": regarding, "related": related,
 		"reason": e.reason, "action": e.action, "note": truncateUTF8(e.note, noteMax), "type": typ,
@@ -142,8 +143,10 @@ type eventWriter struct {
 	async   bool          // run is writing: the loop never does
 	failed  func(error)   // counts a failed write (forge_manager_api_errors_total)
 	wake    chan struct{}
+	stopped chan struct{} // closed when run returns
 
 	mu        sync.Mutex
+	seq       uint64
 	q         eventQueue
 	leaderUID string    // the CardanoLeader's, once known (crd.go)
 	failures  int       // in a row, for the backoff
@@ -152,13 +155,15 @@ type eventWriter struct {
 }
 
 func newEventWriter(sink eventSink, log *slog.Logger, now func() time.Time, timeout time.Duration, failed func(error)) *eventWriter {
-	return &eventWriter{sink: sink, log: log, now: now, timeout: timeout, failed: failed, wake: make(chan struct{}, 1),
+	return &eventWriter{sink: sink, log: log, now: now, timeout: timeout, failed: failed, wake: make(chan struct{}, 1), stopped: make(chan struct{}),
 		trouble: trouble{what: "Events cannot be written", ok: "Events written again"}}
 }
 
 // add queues e and wakes the writer; it never blocks.
 func (w *eventWriter) add(e event) {
 	w.mu.Lock()
+	w.seq++
+	e.seq = w.seq
 	w.q.add(e)
 	w.mu.Unlock()
 	select {
@@ -178,6 +183,7 @@ func (w *eventWriter) setLeader(uid string) {
 
 // run writes Events as they come, until ctx ends.
 func (w *eventWriter) run(ctx context.Context) {
+	defer close(w.stopped)
 	for {
 		wait := w.write(ctx)
 		select {
@@ -209,6 +215,13 @@ func (w *eventWriter) write(ctx context.Context) time.Duration {
 // drain writes what is queued now, at once, within ctx: at shutdown, when
 // the writer's goroutine has stopped (maybe mid-write, backing off).
 func (w *eventWriter) drain(ctx context.Context) {
+	if w.async {
+		select { // its last write first: both could take the same head
+		case <-w.stopped:
+		case <-ctx.Done():
+			return
+		}
+	}
 	w.mu.Lock()
 	w.retryAt = time.Time{}
 	w.mu.Unlock()
@@ -242,11 +255,13 @@ func (w *eventWriter) done(err error) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.trouble.set(w.log, err)
+	if err != nil {
+		w.failed(err)
+	}
 	if err == nil || refusedForGood(err) {
 		w.q.pending, w.failures = w.q.pending[1:], 0
 		return 0
 	}
-	w.failed(err)
 	w.q.tokens++ // not spent: nothing was written
 	w.failures++
 	backoff := min(time.Second<<min(w.failures-1, 6), time.Minute)

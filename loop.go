@@ -605,8 +605,10 @@ func (s *sidecar) report(ctx context.Context, now time.Time, f leadership) {
 	s.noteConditions(s.board.load().Chain)
 	if s.events != nil {
 		s.events.setLeader(s.status.uid)
-		if !s.events.async {
-			s.events.write(ctx) // no writer goroutine: the simulated world's tests, whose sink never blocks
+		if !s.events.async { // no writer goroutine: the simulated world's tests
+			ectx, cancel := s.apiContext(ctx, s.facts(s.now()))
+			s.events.write(ectx)
+			cancel()
 		}
 	}
 }

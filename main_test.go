@@ -26,6 +26,7 @@ func TestSubcommands(t *testing.T) {
 		{"unknown lists the valid ones", []string{"forge"}, env{}, 2, `unknown command "forge": want one of init, run, deadman, step-down, help, version`},
 		{"step-down needs its duration", []string{"step-down"}, env{}, 2, "step-down takes one argument"},
 		{"step-down refuses a bad duration", []string{"step-down", "forever"}, env{}, 2, `step-down "forever": want how long`},
+		{"step-down on a relay", []string{"step-down", "30m"}, env{"APPLICATION_TYPE": "relay"}, 2, "APPLICATION_TYPE=relay never forges"},
 		{"step-down 0 with none in effect", []string{"step-down", "0"}, env{"POD_NAME": "bp-0", "STEP_DOWN_FILE": "/nonexistent-dir/sd"}, 0, "step-down ended: bp-0 may forge"},
 		{"extra arguments", []string{"run", "--lease=15s"}, env{}, 2, "takes no arguments"},
 		{"run is the default", nil, env{}, 2, "POD_NAME is required by run"},

@@ -118,6 +118,9 @@ func runStepDown(c *config, arg string, now func() time.Time, stdout io.Writer) 
 	if err != nil {
 		return err
 	}
+	if c.AppType != appBlockProducer {
+		return &usageError{fmt.Sprintf("step-down: APPLICATION_TYPE=%s never forges, so it has nothing to step down from", c.AppType)}
+	}
 	if d == 0 {
 		if _, err := removeFile(c.StepDownFile); err != nil {
 			return fmt.Errorf("ending the step-down: %w", err)
