@@ -560,7 +560,7 @@ func (s *sidecar) noteLeadership(now time.Time, f leadership, why string) {
 	case f.leading:
 		s.released = false
 		s.log.Info("acquired the Lease", "epoch", f.epoch.String())
-		s.say(false, true, "LeaseAcquired", "Acquire", fmt.Sprintf("%s leads (Lease %s, epoch %s)", s.names.pod, s.names.lease, f.epoch))
+		s.say(false, true, "LeaseAcquired", "Acquire", fmt.Sprintf("%s leads (Lease %s, epoch %d)", s.names.pod, s.names.lease, f.epoch.Transitions))
 	case s.released:
 		s.say(false, true, "LeaseReleased", "Release", fmt.Sprintf("%s released the Lease %s: %s", s.names.pod, s.names.lease, firstOf(why, "handing over")))
 	case f.holder == s.el.identity && !now.Before(f.fenceAt):

@@ -98,14 +98,18 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return report(cp, c, third)
+	fourth, err := stepDown(ctx, c, w, third)
+	if err != nil {
+		return err
+	}
+	return report(cp, c, fourth)
 }
 
 // failover kills the leader's pod outright and waits for a new forger,
 // then brings the pod back as a standby.
 func failover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string) (string, error) {
 	fmt.Println()
-	say("1/2 unplanned failover: killing pod %s at once (every process, as a machine dying)", leader)
+	say("1/3 unplanned failover: killing pod %s at once (every process, as a machine dying)", leader)
 	from := testenv.Monotonic()
 	c.Kill(leader)
 	next, err := w.until(ctx, "a new forger", time.Minute, oneForger)
@@ -131,7 +135,7 @@ func failover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string
 // the pod's deletion is joined before it returns.
 func handover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string) (string, error) {
 	fmt.Println()
-	say("2/2 planned handover: SIGTERM to %s (kubectl delete pod, a rolling update, a drain)", leader)
+	say("2/3 planned handover: SIGTERM to %s (kubectl delete pod, a rolling update, a drain)", leader)
 	from := testenv.Monotonic()
 	var wg sync.WaitGroup
 	wg.Go(func() { c.Delete(leader) })
@@ -151,12 +155,44 @@ func handover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string
 	return next, nil
 }
 
+// stepDown runs `forge-manager step-down` in the leader's sidecar, as
+// kubectl exec would: the lead moves and no node restarts.
+func stepDown(ctx context.Context, c *testenv.Cluster, w *watcher, leader string) (string, error) {
+	fmt.Println()
+	say("3/3 step-down, no restart: kubectl exec %s -c forge-manager -- /forge-manager step-down 10m", leader)
+	p := c.Pod(leader)
+	restarts := p.Restarts("cardano-node")
+	from := testenv.Monotonic()
+	out, err := p.Exec(ctx, "step-down", "10m")
+	fmt.Printf("%s", out)
+	if err != nil {
+		return "", fmt.Errorf("step-down: %w", err)
+	}
+	next, err := w.until(ctx, "the step-down", time.Minute, func(rows map[string]row) (string, bool) {
+		f, ok := oneForger(rows)
+		return f, ok && f != leader
+	})
+	if err != nil {
+		return "", err
+	}
+	_, took, err := c.Settled(ctx, from, 0)
+	if err != nil {
+		return "", err
+	}
+	say("%s forges %.1fs after the command; %s's node kept running (restarts: %d, was %d) and it stays out for 10m",
+		next, took.Seconds(), leader, p.Restarts("cardano-node"), restarts)
+	return next, nil
+}
+
 // report shows the objects and the leader's status, and checks the nodes'
 // records for overlaps.
 func report(cp *testenv.ControlPlane, c *testenv.Cluster, leader string) error {
 	fmt.Println()
 	out, _ := cp.Kubectl("get", "cardanoleaders,leases", "-n", "cardano")
 	fmt.Printf("$ kubectl get cardanoleaders,leases -n cardano\n%s\n", out)
+	out, _ = cp.Kubectl("get", "events", "-n", "cardano", "--field-selector", "involvedObject.kind=CardanoLeader",
+		"--sort-by=.eventTime", "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")
+	fmt.Printf("$ kubectl get events -n cardano --field-selector involvedObject.kind=CardanoLeader   # the lead, told\n%s\n", out)
 	if b, err := c.Get(leader, "/status"); err == nil {
 		fmt.Printf("$ curl http://%s:8000/status   # the leader's own view\n%s\n", leader, b)
 	}
