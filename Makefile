@@ -34,7 +34,7 @@ TEST_TIMEOUT ?= 45m
 .PHONY: help build test unit mutants testenv lint image image-push demo bench docs clean ca-certificates
 
 help:
-	@echo "make demo     three simulated replicas: election, failover, handover (root)"
+	@echo "make demo     three simulated replicas: election, failover, handover, step-down (root)"
 	@echo "make test     every test: unit, then integration against a real kube-apiserver (root)"
 	@echo "make unit     the fast tests: state machine, election rules, simulated nodes (Go only, no root)"
 	@echo "make mutants  revert each safety fix in turn: its tests must fail (Go only)"
