@@ -568,6 +568,7 @@ func TestShippedProbeFitsTheBudget(t *testing.T) {
 			seen++
 			checkProbe(t, f, sts)
 		}
+		checkTokenInSidecarOnly(t, f, out)
 	}
 	// The Component, as built over an operator's StatefulSet; the relay
 	// beside it is not adopted and has no probe to check.
@@ -581,6 +582,7 @@ func TestShippedProbeFitsTheBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkTokenInSidecarOnly(t, adoptDir, out)
 	for _, sts := range statefulSets(t, out) {
 		if slices.ContainsFunc(sts, func(c podContainer) bool { return c.Name == "forge-manager" }) {
 			seen++
@@ -666,5 +668,60 @@ func checkProbe(t *testing.T, file string, containers []podContainer) {
 	}
 	if c.Probe != *probe {
 		t.Errorf("%s: the probe deployed is %+v, the sidecar's DEADMAN_PROBE_* say %+v", file, *probe, c.Probe)
+	}
+}
+
+// checkTokenInSidecarOnly: in every StatefulSet running forge-manager, the
+// kubelet mounts no API token by itself, and only the sidecar mounts one:
+// not the internet-facing node container, not the init container.
+func checkTokenInSidecarOnly(t *testing.T, file string, out []byte) {
+	t.Helper()
+	const tokenDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+	type ctr struct {
+		Name         string `json:"name"`
+		VolumeMounts []struct {
+			MountPath string `json:"mountPath"`
+		} `json:"volumeMounts"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(out))
+	for {
+		var o struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Name string `json:"name"`
+			} `json:"metadata"`
+			Spec struct {
+				Template struct {
+					Spec struct {
+						Automount      *bool `json:"automountServiceAccountToken"`
+						Containers     []ctr `json:"containers"`
+						InitContainers []ctr `json:"initContainers"`
+					} `json:"spec"`
+				} `json:"template"`
+			} `json:"spec"`
+		}
+		if err := dec.Decode(&o); err == io.EOF {
+			return
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		ps := o.Spec.Template.Spec
+		all := append(ps.Containers, ps.InitContainers...)
+		if o.Kind != "StatefulSet" || !slices.ContainsFunc(all, func(c ctr) bool { return c.Name == "forge-manager" }) {
+			continue
+		}
+		if ps.Automount == nil || *ps.Automount {
+			t.Errorf("%s: StatefulSet %s: want automountServiceAccountToken: false", file, o.Metadata.Name)
+		}
+		for _, c := range all {
+			has := slices.ContainsFunc(c.VolumeMounts, func(m struct {
+				MountPath string `json:"mountPath"`
+			}) bool {
+				return m.MountPath == tokenDir
+			})
+			if has != (c.Name == "forge-manager") {
+				t.Errorf("%s: StatefulSet %s: container %s mounts the API token: %v; want the sidecar alone", file, o.Metadata.Name, c.Name, has)
+			}
+		}
 	}
 }
