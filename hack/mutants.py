@@ -114,7 +114,7 @@ muts = [
   "	switch {\n	case now.Sub(n.sent) < window:\n	case n.state == stateEnabling:", "	switch {\n	case n.state == stateEnabling:\n		n.state, n.loaded = stateOn, n.sending\n	case now.Sub(n.sent) < window:\n	case n.state == stateEnabling:",
   "TestInvariant5NoGaugeOneSignalAtATime"),
  ("the pass acts on a clock read before a slow look at the node", "loop.go",
-  "	s.refreshSources(s.now())\n	octx, cancel := s.observeContext(ctx)", "	now0 := s.now()\n	s.refreshSources(s.now())\n	octx, cancel := context.WithCancel(ctx)",
+  "	octx, cancel := s.observeContext(ctx)\n	s.node.observe(octx, s.now())", "	now0 := s.now()\n	octx, cancel := context.WithCancel(ctx)\n	s.node.observe(octx, s.now())",
   "TestInvariant1FenceBeforeAnyAPICall", ("	now := s.now() // after observing", "	now := now0 // after observing")),
  ("the recreate of a deleted Lease not cut at the fence", "lease.go",
   "	if !e.renewedAt.IsZero() && t.Before(e.fence()) {", "	if e.leadingAt(t) {",
