@@ -172,14 +172,28 @@ func (w *eventWriter) add(e event) {
 	}
 }
 
-// setLeader records the CardanoLeader's UID for the Events about it.
+// setLeader records the CardanoLeader's UID for the Events about it, and
+// wakes the writer if one waits for it.
 func (w *eventWriter) setLeader(uid string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	known := w.leaderUID != ""
 	if uid != "" {
 		w.leaderUID = uid
 	}
+	w.mu.Unlock()
+	if !known && uid != "" {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
 }
+
+// uidWait is how long an Event about the CardanoLeader waits for its UID
+// (kubectl describe finds Events by it). A new leader learns it in the
+// same pass, a few milliseconds after saying it acquired the Lease; one
+// that never learns it (the object unreadable) says it without, later.
+const uidWait = 5 * time.Second
 
 // run writes Events as they come, until ctx ends.
 func (w *eventWriter) run(ctx context.Context) {
@@ -242,6 +256,8 @@ func (w *eventWriter) next() (event, string, time.Duration, bool) {
 		return event{}, "", time.Hour, false
 	case now.Before(w.retryAt):
 		return event{}, "", w.retryAt.Sub(now), false
+	case w.q.pending[0].leader && w.leaderUID == "" && now.Sub(w.q.pending[0].at) < uidWait:
+		return event{}, "", uidWait - now.Sub(w.q.pending[0].at), false
 	case !w.q.take(now):
 		return event{}, "", eventRefill, false
 	}

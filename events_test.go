@@ -288,3 +288,37 @@ func pollUntil(t *testing.T, limit time.Duration, what string, cond func() bool)
 		}
 	}
 }
+
+// uidSink records the CardanoLeader UID each Event was written with.
+type uidSink struct{ uids []string }
+
+func (u *uidSink) emit(_ context.Context, _ event, uid string) error {
+	u.uids = append(u.uids, uid)
+	return nil
+}
+
+// TestEventsAboutTheLeaderCarryItsUID: kubectl describe finds Events by
+// the object's UID, so one about the CardanoLeader waits for it (a new
+// leader learns it in the same pass), for at most uidWait.
+func TestEventsAboutTheLeaderCarryItsUID(t *testing.T) {
+	now := simEpoch
+	sink := &uidSink{}
+	w := newEventWriter(sink, slog.New(slog.NewJSONHandler(io.Discard, nil)), func() time.Time { return now }, time.Second, func(error) {})
+	w.add(event{reason: "LeaseAcquired", leader: true, at: now})
+	if wait := w.write(context.Background()); len(sink.uids) != 0 || wait <= 0 || wait > uidWait {
+		t.Fatalf("written %v, wait %v; want it held for the UID", sink.uids, wait)
+	}
+	w.setLeader("uid-1")
+	w.write(context.Background())
+	w.add(event{reason: "ForgingEnabled", at: now})
+	w.write(context.Background())
+	if len(sink.uids) != 2 || sink.uids[0] != "uid-1" {
+		t.Errorf("written with %q; want uid-1 first", sink.uids)
+	}
+	w2 := newEventWriter(sink, slog.New(slog.NewJSONHandler(io.Discard, nil)), func() time.Time { return now }, time.Second, func(error) {})
+	w2.add(event{reason: "LeaseAcquired", leader: true, at: now.Add(-uidWait)})
+	sink.uids = nil
+	if w2.write(context.Background()); len(sink.uids) != 1 || sink.uids[0] != "" {
+		t.Errorf("after uidWait: written %q; want it written without the UID", sink.uids)
+	}
+}

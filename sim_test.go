@@ -379,6 +379,7 @@ func (m *memLeaders) get(ctx context.Context) (*leaderObject, error) {
 
 func (m *memLeaders) create(ctx context.Context) (*leaderObject, error) {
 	m.obj = &leaderObject{}
+	m.obj.Metadata.UID = "leader-uid" // the server gives every object one
 	return m.get(ctx)
 }
 

@@ -457,6 +457,9 @@ muts = [
  ("the SIGTERM handover says nothing", "loop.go",
   "	s.noteTransitions(now, s.facts(now), s.ineligible(now))\n	s.report(ctx, now, s.facts(now))", "	s.report(ctx, now, s.facts(now))",
   "TestEventsOnSIGTERM"),
+ ("an Event about the CardanoLeader written before its UID is known", "events.go",
+  "	case w.q.pending[0].leader && w.leaderUID == \"\" && now.Sub(w.q.pending[0].at) < uidWait:", "	case false:",
+  "TestEventsAboutTheLeaderCarryItsUID"),
 ]
 
 def main(only):
