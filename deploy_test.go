@@ -204,6 +204,18 @@ func eventObject(version, ns string) map[string]any {
 	return o
 }
 
+// checkRole fails t unless err is what the Role must give: nil when
+// allowed, Forbidden when not.
+func checkRole(t *testing.T, what string, allowed bool, err error) {
+	t.Helper()
+	switch {
+	case allowed && err != nil:
+		t.Errorf("%s: the Role must allow it, got %v", what, err)
+	case !allowed && !apierrors.IsForbidden(err):
+		t.Errorf("%s: the Role must forbid it, got %v", what, err)
+	}
+}
+
 // TestRoleIsLeastPrivilege: the shipped Role lets the ServiceAccount do
 // exactly what forge-manager does, checked by real requests with the
 // ServiceAccount's own token.
@@ -279,13 +291,7 @@ func TestRoleIsLeastPrivilege(t *testing.T) {
 			current["spec"] = map[string]any{"holderIdentity": "bp-0_uid"}
 			body = current
 		}
-		err := apiDo(sa, s.method, s.path, body)
-		switch {
-		case s.allowed && err != nil:
-			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
-		case !s.allowed && !apierrors.IsForbidden(err):
-			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
-		}
+		checkRole(t, s.what, s.allowed, apiDo(sa, s.method, s.path, body))
 	}
 }
 
@@ -383,13 +389,7 @@ func TestPoolRoleIsLeastPrivilege(t *testing.T) {
 		if s.body != nil {
 			body = s.body()
 		}
-		err := apiDo(sa, s.method, s.path, body)
-		switch {
-		case s.allowed && err != nil:
-			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
-		case !s.allowed && !apierrors.IsForbidden(err):
-			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
-		}
+		checkRole(t, s.what, s.allowed, apiDo(sa, s.method, s.path, body))
 	}
 }
 
@@ -436,13 +436,7 @@ func TestCoordinationRoleIsLeastPrivilege(t *testing.T) {
 		{"list CardanoLeaders", "GET", "/apis/cardano.io/v1/namespaces/" + ct.Namespace + "/cardanoleaders", nil, false},
 	}
 	for _, s := range steps {
-		err := apiDo(sa, s.method, s.path, s.body)
-		switch {
-		case s.allowed && err != nil:
-			t.Errorf("%s: the Role must allow it, got %v", s.what, err)
-		case !s.allowed && !apierrors.IsForbidden(err):
-			t.Errorf("%s: the Role must forbid it, got %v", s.what, err)
-		}
+		checkRole(t, s.what, s.allowed, apiDo(sa, s.method, s.path, s.body))
 	}
 	var l map[string]any
 	raw, err := sa.Get().AbsPath(leases + "/token").DoRaw(context.Background())

@@ -140,19 +140,26 @@ func handover(ctx context.Context, c *testenv.Cluster, w *watcher, leader string
 	var wg sync.WaitGroup
 	wg.Go(func() { c.Delete(leader) })
 	defer wg.Wait()
-	next, err := w.until(ctx, "the handover", time.Minute, func(rows map[string]row) (string, bool) {
-		f, ok := oneForger(rows)
-		return f, ok && f != leader
-	})
-	if err != nil {
-		return "", err
-	}
-	_, took, err := c.Settled(ctx, from, 0)
+	next, took, err := moved(ctx, c, w, "the handover", leader, from)
 	if err != nil {
 		return "", err
 	}
 	say("%s forges %.1fs after the SIGTERM: %s disabled, confirmed, and released the Lease", next, took.Seconds(), leader)
 	return next, nil
+}
+
+// moved waits for one forger other than leader, and says how long after
+// from (a monotonic stamp) it began.
+func moved(ctx context.Context, c *testenv.Cluster, w *watcher, what, leader string, from int64) (string, time.Duration, error) {
+	next, err := w.until(ctx, what, time.Minute, func(rows map[string]row) (string, bool) {
+		f, ok := oneForger(rows)
+		return f, ok && f != leader
+	})
+	if err != nil {
+		return "", 0, err
+	}
+	_, took, err := c.Settled(ctx, from, 0)
+	return next, took, err
 }
 
 // stepDown runs `forge-manager step-down` in the leader's sidecar, as
@@ -168,14 +175,7 @@ func stepDown(ctx context.Context, c *testenv.Cluster, w *watcher, leader string
 	if err != nil {
 		return "", fmt.Errorf("step-down: %w", err)
 	}
-	next, err := w.until(ctx, "the step-down", time.Minute, func(rows map[string]row) (string, bool) {
-		f, ok := oneForger(rows)
-		return f, ok && f != leader
-	})
-	if err != nil {
-		return "", err
-	}
-	_, took, err := c.Settled(ctx, from, 0)
+	next, took, err := moved(ctx, c, w, "the step-down", leader, from)
 	if err != nil {
 		return "", err
 	}
