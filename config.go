@@ -57,6 +57,7 @@ type config struct {
 	AppType                                 string
 
 	ClusterManagement                     bool
+	LeaseWatch                            bool // LEASE_WATCH (watch.go)
 	Region                                string
 	Priority                              int
 	ClusterIdentifier, ClusterEnvironment string
@@ -188,6 +189,11 @@ func settingsOf(c *config) []setting {
 				" API."},
 		{name: "RETRY_PERIOD", def: "2s", parse: duration(&c.RetryPeriod, 100*time.Millisecond, 10*time.Minute),
 			help: "How often the leader renews and standbys look at the Lease."},
+		{name: "LEASE_WATCH", def: "true", parse: boolean(&c.LeaseWatch),
+			help: "Follow the Lease with a watch: a standby learns of every renew and release when it " +
+				"happens, takes a released Lease at once and an expired one at its exact expiry, and " +
+				"sends no periodic request. false: every replica reads the Lease every RETRY_PERIOD " +
+				"(for a proxy that cuts long requests)."},
 		{name: "API_TIMEOUT", parse: duration(&c.APITimeout, 100*time.Millisecond, time.Hour),
 			help: "Timeout of each API request. Default: RENEW_DEADLINE/2; at most that. Always cut to " +
 				"the time left before the renew deadline."},

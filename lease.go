@@ -231,6 +231,13 @@ type elector struct {
 	// release, within LEASE_DURATION: a record carrying one is ours, and
 	// nobody can have taken over since (rule 1).
 	attempts []time.Time
+	// The watch (watch.go): synced while it is in sync (W1), so the step
+	// reads nothing; stale once a write of ours found it behind (a 409),
+	// until a newer sighting; rv is the highest resourceVersion known from
+	// any read, write or sighting (W4); resync asks the watch to list again.
+	synced, stale bool
+	rv            uint64
+	resync        func()
 }
 
 // leaseRecord is what rule 1 compares.
@@ -342,7 +349,7 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 	// Rules 1 and 2: read, note changes on the local clock, and take over
 	// only what is released, expired or long missing. The leader that finds
 	// its own Lease gone recreates it at once (rule 2's exception).
-	l, err := e.read(ctx)
+	l, err := e.look(ctx, leading && eligible)
 	if apierrors.IsNotFound(err) {
 		if eligible && (e.mayRecreate(leading) || (e.expired(e.now()) && e.taking())) {
 			return e.create(ctx, start)
@@ -458,6 +465,25 @@ func (e *elector) wakeAt(t time.Time) time.Time {
 	return w
 }
 
+// look is the Lease as it stands: the watch's view while it is in sync,
+// else a read. A leader that means to renew reads after a conflict (rule
+// 4), and a watch found behind by a 409 is read past and listed again (W1).
+func (e *elector) look(ctx context.Context, renewing bool) (*coordinationv1.Lease, error) {
+	if e.synced && !e.stale && !renewing {
+		if e.observed.missing {
+			return nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), "")
+		}
+		if e.lease != nil {
+			return e.lease, nil
+		}
+	}
+	if e.stale && e.resync != nil {
+		e.resync()
+	}
+	e.stale = false
+	return e.read(ctx)
+}
+
 // read gets the Lease and observes it, stamped when the read returned.
 func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 	cctx, cancel := e.callContext(ctx)
@@ -477,6 +503,9 @@ func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 
 // observe applies rules 1, 4 and 6 to a record seen at t.
 func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
+	if v, err := strconv.ParseUint(l.ResourceVersion, 10, 64); err == nil {
+		e.rv = max(e.rv, v)
+	}
 	r := recordOf(l)
 	e.note(r, t)
 	uid, tr := string(l.UID), derefInt(l.Spec.LeaseTransitions)
@@ -544,7 +573,9 @@ func (e *elector) write(ctx context.Context, start time.Time, l *coordinationv1.
 	defer cancel()
 	got, err := e.api.update(cctx, l)
 	if apierrors.IsConflict(err) {
-		e.lease = nil
+		// Read next, unless the watch shows a newer record first: a
+		// conflict after a sighting is the watch behind (W1).
+		e.lease, e.stale = nil, e.synced
 	}
 	if err != nil {
 		return err

@@ -53,6 +53,57 @@ type memLeases struct {
 	before func(op string) error
 	// afterWrite runs after every create or update, outside the lock.
 	afterWrite func()
+	watches    []*simWatch // replicas following it (watch.go)
+}
+
+// simWatch is one sidecar's watch on a memLeases: every change is a
+// sighting stamped with the clock, except while cut, when changes are
+// silently lost (a dropped connection) until recover lists again.
+type simWatch struct {
+	w      *leaseWatch
+	clock  *fakeClock
+	cut    func() bool
+	missed bool
+	gone   bool // its sidecar process was replaced
+}
+
+// follow starts a watch: a list first, as the real one does.
+func (m *memLeases) follow(w *leaseWatch, clock *fakeClock, cut func() bool) *simWatch {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sw := &simWatch{w: w, clock: clock, cut: cut, missed: true}
+	m.watches = append(m.watches, sw)
+	return sw
+}
+
+// tell hands a change (nil: deleted) to every watch. Under m.mu.
+func (m *memLeases) tell(l *coordinationv1.Lease) {
+	for _, sw := range m.watches {
+		switch {
+		case sw.gone:
+		case sw.cut():
+			sw.missed = true
+		default:
+			sw.w.push(leaseSight{kind: sightEvent, lease: l.DeepCopy(), rv: uint64(m.rv), at: sw.clock.now()})
+		}
+	}
+}
+
+// recover lists again for a watch that missed changes or was asked to
+// (W1), once it is no longer cut.
+func (m *memLeases) recover(sw *simWatch) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-sw.w.behind:
+		sw.missed = true
+	default:
+	}
+	if !sw.missed || sw.gone || sw.cut() {
+		return
+	}
+	sw.missed = false
+	sw.w.push(leaseSight{kind: sightListed, lease: m.l.DeepCopy(), rv: uint64(m.rv), at: sw.clock.now()})
 }
 
 var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
@@ -135,6 +186,7 @@ func (m *memLeases) store(l *coordinationv1.Lease, create bool) *coordinationv1.
 	m.rv++
 	l.ResourceVersion = fmt.Sprint(m.rv)
 	m.l = l
+	m.tell(l)
 	return l.DeepCopy()
 }
 
@@ -145,12 +197,15 @@ func (m *memLeases) edit(f func(l *coordinationv1.Lease)) {
 	f(m.l)
 	m.rv++
 	m.l.ResourceVersion = fmt.Sprint(m.rv)
+	m.tell(m.l)
 }
 
 func (m *memLeases) delete() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.l = nil
+	m.rv++
+	m.tell(nil)
 }
 
 func (m *memLeases) holder() string {

@@ -49,6 +49,7 @@ type sidecar struct {
 	chain    slotClock                  // the network's (chain.go)
 	records  map[*elector]counterRecord // the counter record last read on each Lease (counter.go)
 	events   *eventWriter               // Kubernetes Events (events.go); nil: none
+	watch    *leaseWatch                // the Lease watch's sightings (watch.go); nil: LEASE_WATCH=false
 	pool     string                     // the pool of the first set taken: a running sidecar takes no other
 	evented  map[string]string          // what each Event reason last said
 	// stepDownFile is STEP_DOWN_FILE (stepdown.go), read every pass into
@@ -91,11 +92,30 @@ func (s *sidecar) run(ctx context.Context) error {
 		if first {
 			s.warnOther(ctx)
 		}
+		if !s.pause(ctx, wait) {
+			return s.shutdown()
+		}
+	}
+}
+
+// pause sleeps until the next pass: wait, a health change, or a sighting
+// of the Lease that calls for one (watch.go); others are applied and the
+// sleep goes on. False when ctx ends.
+func (s *sidecar) pause(ctx context.Context, wait time.Duration) bool {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			return s.shutdown()
+			return false
 		case <-s.health.changed:
-		case <-time.After(wait):
+			return true
+		case <-t.C:
+			return true
+		case <-s.watchReady():
+			if s.takeSightings() {
+				return true
+			}
 		}
 	}
 }
@@ -115,6 +135,7 @@ func (s *sidecar) warnOther(ctx context.Context) {
 // iterate is one pass: observe, elect, act, report. It returns how long to
 // sleep before the next pass.
 func (s *sidecar) iterate(ctx context.Context) time.Duration {
+	s.takeSightings()
 	s.refreshSources(s.now())
 	if s.stepDownFile != "" {
 		s.readStepDown()

@@ -201,7 +201,8 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 		return err
 	}
 	s := newSidecar(c, tn, log, time.Now, host)
-	s.el = newElector(&kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}, identity, c.timing(), s.now)
+	leases := &kubeLeases{rc: client, namespace: c.Namespace, name: tn.Lease, labels: tn.Labels}
+	s.el = newElector(leases, identity, c.timing(), s.now)
 	s.status = newStatusWriter(leaderObjectOf(client, c, tn), c.PodName, identity)
 	s.events = newEventWriter(&kubeEvents{rc: client, namespace: c.Namespace, pod: c.PodName, podUID: c.PodUID, leader: tn.Leader},
 		log, s.now, c.APITimeout, func(err error) { s.m.apiError(apiOp(err)) })
@@ -228,6 +229,12 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	wg.Go(func() { s.health.run(hctx) })
 	wg.Go(func() { srv.serve() })
 	wg.Go(func() { s.events.run(ctx) })
+	if c.LeaseWatch {
+		s.watch = newLeaseWatch()
+		s.el.resync = s.watch.ask
+		f := &follower{api: leases, w: s.watch, now: s.now, log: log, timeout: c.APITimeout, retry: c.RetryPeriod, idle: watchIdle}
+		wg.Go(func() { f.run(ctx) })
+	}
 	err = s.run(ctx)
 	stopHealth()
 	srv.Close()

@@ -419,6 +419,7 @@ type replica struct {
 	fails   int
 	stopped bool            // the sidecar is dead or frozen
 	cl      *clusterReplica // with cluster management (cluster_sim_test.go)
+	watch   *simWatch       // with LEASE_WATCH (the default)
 }
 
 // world is the cluster: one Lease, one clock, the replicas.
@@ -490,6 +491,14 @@ func (w *world) startSidecar(r *replica) {
 	s.hb.clock = w.boottime
 	s.sleep = w.clock.advance
 	r.s, r.stopped, r.next = s, false, w.clock.now()
+	if r.watch != nil {
+		r.watch.gone = true
+	}
+	if r.cfg.LeaseWatch {
+		s.watch = newLeaseWatch()
+		s.el.resync = s.watch.ask
+		r.watch = r.api.m.follow(s.watch, w.clock, func() bool { return r.api.down || r.stopped })
+	}
 	w.wireCluster(r)
 	r.node.self = r.node.ticks + 1 // this process started after the node
 }
@@ -519,11 +528,25 @@ func (w *world) run(d time.Duration) {
 			w.probe(r)
 			continue
 		}
+		if r.watch != nil {
+			r.api.m.recover(r.watch)
+		}
 		wait := r.s.iterate(context.Background())
 		r.next = w.clock.now().Add(wait)
+		w.wake()
 	}
 	for _, r := range w.reps {
 		r.node.advance()
+	}
+}
+
+// wake applies every replica's sightings, and runs a pass now for one
+// that calls for it (loop.go pause).
+func (w *world) wake() {
+	for _, r := range w.reps {
+		if !r.stopped && r.s.takeSightings() {
+			r.next = w.clock.now()
+		}
 	}
 }
 
