@@ -121,6 +121,25 @@ func faultScenarios() []faultScenario {
 			}
 			return from
 		}},
+		{name: "a standby's watch silently dropped 20s, leader pod killed", runs: 3, bound: unplanned, fault: func(t *testing.T, c *cluster, f string) int64 {
+			var cut *testenv.Pod
+			for _, name := range c.Order {
+				if name != f {
+					cut = c.Pod(name)
+					break
+				}
+			}
+			if err := cut.Partition(); err != nil { // established connections stall: no FIN, no RST
+				t.Fatal(err)
+			}
+			from := testenv.Monotonic()
+			c.Kill(f)
+			time.Sleep(20 * time.Second) // the fault's length
+			if err := cut.Heal(); err != nil {
+				t.Fatal(err)
+			}
+			return from
+		}},
 		{name: "API server stopped 30s", runs: 3, bound: 2*retry + 5*time.Second, fault: func(t *testing.T, c *cluster, f string) int64 {
 			stopped := time.Now()
 			c.CP.StopAPIServer()

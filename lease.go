@@ -690,6 +690,7 @@ type kubeLeases struct {
 	namespace string
 	name      string
 	labels    map[string]string
+	span      time.Duration // a watch's timeoutSeconds; 0: watchSpan (watch.go)
 }
 
 var _ leaseAPI = (*kubeLeases)(nil)

@@ -65,6 +65,9 @@ type simWatch struct {
 	cut    func() bool
 	missed bool
 	gone   bool // its sidecar process was replaced
+	// deaf: the stream is silently dead (a dropped connection the client
+	// has not noticed): changes are lost until the follower lists again.
+	deaf bool
 }
 
 // follow starts a watch: a list first, as the real one does.
@@ -81,7 +84,7 @@ func (m *memLeases) tell(l *coordinationv1.Lease) {
 	for _, sw := range m.watches {
 		switch {
 		case sw.gone:
-		case sw.cut():
+		case sw.cut() || sw.deaf:
 			sw.missed = true
 		default:
 			sw.w.push(leaseSight{kind: sightEvent, lease: l.DeepCopy(), rv: uint64(m.rv), at: sw.clock.now()})
@@ -96,10 +99,10 @@ func (m *memLeases) recover(sw *simWatch) {
 	defer m.mu.Unlock()
 	select {
 	case <-sw.w.behind:
-		sw.missed = true
+		sw.missed, sw.deaf = true, false
 	default:
 	}
-	if !sw.missed || sw.gone || sw.cut() {
+	if !sw.missed || sw.gone || sw.cut() || sw.deaf {
 		return
 	}
 	sw.missed = false

@@ -518,6 +518,7 @@ func (w *world) rep(name string) *replica {
 func (w *world) run(d time.Duration) {
 	end := w.clock.now().Add(d)
 	for {
+		w.wake() // a write from outside the passes (a shutdown, a hand edit)
 		r, at, probe := w.nextEvent()
 		if at.After(end) {
 			w.clock.setTo(end)

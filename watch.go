@@ -38,6 +38,7 @@ package main
 // proxy that cuts long requests gets LEASE_WATCH=false.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -307,7 +308,7 @@ func (k *kubeLeases) listOne(ctx context.Context) (*coordinationv1.Lease, string
 func (k *kubeLeases) watchFrom(ctx context.Context, rv string) (watch.Interface, error) {
 	wi, err := k.rc.Get().AbsPath(k.path()...).Param("fieldSelector", "metadata.name="+k.name).
 		Param("watch", "true").Param("resourceVersion", rv).Param("allowWatchBookmarks", "true").
-		Param("timeoutSeconds", strconv.Itoa(int(watchSpan/time.Second))).Watch(ctx)
+		Param("timeoutSeconds", strconv.Itoa(int(cmp.Or(k.span, watchSpan)/time.Second))).Watch(ctx)
 	return wi, wrapAPI("watch", "lease", k.namespace, k.name, err)
 }
 

@@ -1,0 +1,399 @@
+package main
+
+// The Lease watch (watch.go): the elector's side in the simulated world and
+// on an elector alone, and the follower goroutine over a fake stream.
+// watch_api_test.go follows a real Lease on the real API server.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// countCalls counts each replica's Lease requests by op.
+func countCalls(w *world) map[string]int {
+	calls := map[string]int{}
+	for _, r := range w.reps {
+		r.api.check = func(_ context.Context, op string) { calls[r.name+" "+op]++ }
+	}
+	return calls
+}
+
+// TestInvariant2WatchStandbysReadNothing: with the watch in sync, a standby
+// sends no request at all, and the leader one renew per RETRY_PERIOD.
+func TestInvariant2WatchStandbysReadNothing(t *testing.T) {
+	w := newWorld(t)
+	for _, n := range []string{"bp-0", "bp-1", "bp-2"} {
+		w.add(n)
+	}
+	leader := w.settle(40 * time.Second)
+	calls := countCalls(w)
+	w.run(60 * time.Second)
+	for _, r := range w.reps {
+		if r.name != leader {
+			if n := calls[r.name+" get"] + calls[r.name+" update"] + calls[r.name+" create"]; n != 0 {
+				t.Errorf("standby %s sent %d Lease requests in 60s; want none", r.name, n)
+			}
+		}
+	}
+	if n := calls[leader+" update"]; n < 29 || n > 31 || calls[leader+" get"] != 0 {
+		t.Errorf("the leader sent %d renews and %d reads in 60s; want 30 renews (one per RETRY_PERIOD), no read", n, calls[leader+" get"])
+	}
+	w.onlyForger(leader)
+}
+
+// TestInvariant2WatchTakeoverAtTheExactExpiry: the leader's pod is killed;
+// the standby saw its last renew when it landed and takes the Lease
+// LEASE_DURATION later, on a timer: not sooner, and not at a later poll.
+func TestInvariant2WatchTakeoverAtTheExactExpiry(t *testing.T) {
+	w, a := pair(t)
+	var last, took time.Time
+	w.leases.afterWrite = func() {
+		switch w.leases.holder() {
+		case "bp-0_uid":
+			last = w.clock.now()
+		case "bp-1_uid":
+			if took.IsZero() {
+				took = w.clock.now()
+			}
+		}
+	}
+	w.run(3 * time.Second)
+	w.kill(a)
+	w.runUntil(30*time.Second, "bp-1 takes the Lease", func() bool { return !took.IsZero() })
+	if d := took.Sub(last); d < defaultTiming.lease || d > defaultTiming.lease+time.Millisecond {
+		t.Errorf("bp-1 took the Lease %s after the last renew; want LEASE_DURATION (%s) exactly", d, defaultTiming.lease)
+	}
+	w.run(5 * time.Second)
+	w.noOverlap()
+	w.onlyForger("bp-1")
+}
+
+// TestInvariant7WatchReleaseTakenAtOnceByOne: the leader hands over; one
+// standby takes the released Lease at the instant it lands, and the other
+// sees the new holder and writes nothing.
+func TestInvariant7WatchReleaseTakenAtOnceByOne(t *testing.T) {
+	w := newWorld(t)
+	for _, n := range []string{"bp-0", "bp-1", "bp-2"} {
+		w.add(n)
+	}
+	l := w.rep(w.settle(40 * time.Second))
+	var released, taken time.Time
+	w.leases.afterWrite = func() {
+		switch h := w.leases.holder(); {
+		case h == "" && released.IsZero():
+			released = w.clock.now()
+		case h != "" && !released.IsZero() && taken.IsZero():
+			taken = w.clock.now()
+		}
+	}
+	calls := countCalls(w)
+	l.stopped = true
+	l.s.shutdown()
+	w.run(10 * time.Second)
+	if released.IsZero() || taken.Sub(released) != 0 {
+		t.Fatalf("released at %v, taken %s later; want at once", released, taken.Sub(released))
+	}
+	winner := w.leases.holder()
+	for _, r := range w.reps {
+		if r != l && r.name+"_uid" != winner && calls[r.name+" update"]+calls[r.name+" get"] > 1 {
+			t.Errorf("%s sent %d writes and %d reads after the handover; want one write at most", r.name, calls[r.name+" update"], calls[r.name+" get"])
+		}
+	}
+	w.noOverlap()
+	w.onlyForger(winner[:len(winner)-len("_uid")])
+}
+
+// TestInvariant2WatchBehindIsReadPast: a standby's watch is silently dead.
+// At the expiry it thinks it sees, its takeover write conflicts; it reads,
+// lists again, and after that follows the leader's renews again: it never
+// forges beside the leader, and takes over on time when the leader dies.
+func TestInvariant2WatchBehindIsReadPast(t *testing.T) {
+	w, a := pair(t)
+	b := w.rep("bp-1")
+	b.watch.deaf = true
+	calls := countCalls(w)
+	w.run(30 * time.Second)
+	if b.watch.deaf || calls["bp-1 update"] != 1 || calls["bp-1 get"] != 1 {
+		t.Errorf("deaf %v, %d writes and %d reads; want one conflicting write, one read, and the watch listed again",
+			b.watch.deaf, calls["bp-1 update"], calls["bp-1 get"])
+	}
+	w.onlyForger("bp-0")
+	var last, took time.Time
+	w.leases.afterWrite = func() {
+		if h := w.leases.holder(); h == "bp-0_uid" {
+			last = w.clock.now()
+		} else if h == "bp-1_uid" && took.IsZero() {
+			took = w.clock.now()
+		}
+	}
+	w.run(3 * time.Second)
+	w.kill(a)
+	w.runUntil(30*time.Second, "bp-1 takes the Lease", func() bool { return !took.IsZero() })
+	if d := took.Sub(last); d > defaultTiming.lease+time.Millisecond {
+		t.Errorf("bp-1 took the Lease %s after the last renew; want LEASE_DURATION", d)
+	}
+	w.run(5 * time.Second)
+	w.noOverlap()
+}
+
+// leading is an elector that created the Lease (seen missing for
+// LEASE_DURATION) and leads.
+func leading(t *testing.T) (*memLeases, *fakeClock, *elector) {
+	t.Helper()
+	api, clock := &memLeases{}, newClock()
+	a := newElector(api, "bp-0_a", defaultTiming, clock.now)
+	stepOK(t, a, true)
+	clock.advance(defaultTiming.lease)
+	stepOK(t, a, true)
+	if !leadingNow(a) {
+		t.Fatal("a did not lead")
+	}
+	return api, clock, a
+}
+
+// TestInvariant2WatchOlderSightingIsSkipped: a sighting queued before the
+// leader's own write (W4) names another holder; applied after the write's
+// answer, it must not end the lead. A newer one does.
+func TestInvariant2WatchOlderSightingIsSkipped(t *testing.T) {
+	_, clock, a := leading(t)
+	other := a.lease.DeepCopy()
+	other.Spec.HolderIdentity = ptr("bp-9_z")
+	a.seen(leaseSight{kind: sightEvent, lease: other, rv: a.rv - 1, at: clock.now()})
+	if !leadingNow(a) {
+		t.Fatal("a sighting older than the leader's own write ended its lead")
+	}
+	other.ResourceVersion = "999"
+	if !a.seen(leaseSight{kind: sightEvent, lease: other, rv: 999, at: clock.now()}) || leadingNow(a) {
+		t.Fatal("a newer record naming another holder did not end the lead at once")
+	}
+}
+
+// TestInvariant2WatchGapRestampsAMissingLease: a Lease seen missing for 14s,
+// then a gap in the watch: the list after it cannot show it stayed missing
+// (it may have been created and deleted), so the wait starts again (W2).
+func TestInvariant2WatchGapRestampsAMissingLease(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	el := newElector(api, "bp-0_a", defaultTiming, clock.now)
+	el.seen(leaseSight{kind: sightListed, rv: 10, at: clock.now()})
+	clock.advance(14 * time.Second)
+	el.seen(leaseSight{kind: sightBroken, at: clock.now()})
+	el.seen(leaseSight{kind: sightListed, rv: 20, at: clock.now()})
+	clock.advance(time.Second)
+	stepOK(t, el, true)
+	if api.l != nil || api.calls != 0 {
+		t.Fatalf("created the Lease (%d calls) 1s after a gap; want the wait started again", api.calls)
+	}
+	clock.advance(defaultTiming.lease - time.Second)
+	stepOK(t, el, true)
+	if !leadingNow(el) {
+		t.Fatal("did not create the Lease seen missing for LEASE_DURATION after the gap")
+	}
+}
+
+// TestInvariant1WatchSightingIsNotARenew: the leader's renews fail while
+// its watch shows records naming it with fresh renew times (someone else
+// writing them): it fences at RENEW_DEADLINE after its own last write (W4).
+func TestInvariant1WatchSightingIsNotARenew(t *testing.T) {
+	api, clock, a := leading(t)
+	fence := a.fence()
+	api.before = func(op string) error {
+		if op == "update" {
+			return apierrors.NewServiceUnavailable("busy")
+		}
+		return nil
+	}
+	for clock.now().Before(fence) {
+		clock.advance(time.Second)
+		api.edit(func(l *coordinationv1.Lease) { l.Spec.RenewTime = &metav1.MicroTime{Time: clock.now()} })
+		a.seen(leaseSight{kind: sightEvent, lease: api.l.DeepCopy(), rv: uint64(api.rv), at: clock.now()})
+		a.step(context.Background(), true)
+	}
+	if leadingNow(a) {
+		t.Fatal("the leader counted a sighting of its record as a renew: still leading past RENEW_DEADLINE")
+	}
+}
+
+// fakeFollow is a leaseFollower whose streams the test drives.
+type fakeFollow struct {
+	mu      sync.Mutex
+	lists   []string // the resourceVersion each list returns
+	listed  int
+	from    []string // each watch's resourceVersion
+	streams chan *watch.FakeWatcher
+	hang    bool // watchFrom answers only when its context ends
+}
+
+func (f *fakeFollow) listOne(ctx context.Context) (*coordinationv1.Lease, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rv := f.lists[min(f.listed, len(f.lists)-1)]
+	f.listed++
+	return nil, rv, nil
+}
+
+func (f *fakeFollow) watchFrom(ctx context.Context, rv string) (watch.Interface, error) {
+	f.mu.Lock()
+	f.from = append(f.from, rv)
+	hang := f.hang
+	f.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	fw := watch.NewFakeWithChanSize(4, false)
+	f.streams <- fw
+	return fw, nil
+}
+
+func (f *fakeFollow) watched() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.from...)
+}
+
+// following starts a follower over f, stopped at the test's end.
+func following(t *testing.T, f *fakeFollow, idle time.Duration) *leaseWatch {
+	w := newLeaseWatch()
+	fl := &follower{api: f, w: w, now: time.Now, log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		timeout: 100 * time.Millisecond, retry: 10 * time.Millisecond, idle: idle}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { fl.run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// nextSight waits for the next sighting.
+func nextSight(t *testing.T, w *leaseWatch) leaseSight {
+	t.Helper()
+	for deadline := time.After(5 * time.Second); ; {
+		w.mu.Lock()
+		if len(w.queue) > 0 {
+			s := w.queue[0]
+			w.queue = w.queue[1:]
+			w.mu.Unlock()
+			return s
+		}
+		w.mu.Unlock()
+		select {
+		case <-w.ready:
+		case <-deadline:
+			t.Fatal("no sighting within 5s")
+		}
+	}
+}
+
+// nextStream waits for the follower's next watch.
+func nextStream(t *testing.T, f *fakeFollow) *watch.FakeWatcher {
+	t.Helper()
+	select {
+	case s := <-f.streams:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("no watch within 5s")
+		return nil
+	}
+}
+
+func leaseAt(rv string) *coordinationv1.Lease {
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "l", ResourceVersion: rv}}
+}
+
+// TestWatchResumesWithoutAGap (W1): a stream the server ends is resumed from
+// the last resourceVersion seen, a bookmark's included, without a list and
+// without telling the loop it broke.
+func TestWatchResumesWithoutAGap(t *testing.T) {
+	f := &fakeFollow{lists: []string{"10"}, streams: make(chan *watch.FakeWatcher, 4)}
+	w := following(t, f, time.Hour)
+	if s := nextSight(t, w); s.kind != sightListed || s.rv != 10 || s.lease != nil {
+		t.Fatalf("first sighting %+v; want the list, missing, at 10", s)
+	}
+	s1 := nextStream(t, f)
+	s1.Modify(leaseAt("11"))
+	if s := nextSight(t, w); s.kind != sightEvent || s.rv != 11 || s.lease == nil {
+		t.Fatalf("sighting %+v; want the change at 11", s)
+	}
+	s1.Action(watch.Bookmark, leaseAt("15"))
+	s1.Stop()
+	s2 := nextStream(t, f)
+	s2.Delete(leaseAt("16"))
+	if s := nextSight(t, w); s.kind != sightEvent || s.rv != 16 || s.lease != nil {
+		t.Fatalf("sighting %+v; want the deletion at 16, and nothing before it", s)
+	}
+	if got := f.watched(); len(got) != 2 || got[1] != "15" || f.listed != 1 {
+		t.Errorf("watched from %v after %d lists; want 10 then 15 (the bookmark), one list", got, f.listed)
+	}
+}
+
+// TestWatchListsAgainAfterGone (W1, W2): a 410 Gone tells the loop the
+// watch broke, and the follower lists again before watching.
+func TestWatchListsAgainAfterGone(t *testing.T) {
+	f := &fakeFollow{lists: []string{"10", "30"}, streams: make(chan *watch.FakeWatcher, 4)}
+	w := following(t, f, time.Hour)
+	nextSight(t, w)
+	s1 := nextStream(t, f)
+	s1.Error(&apierrors.NewResourceExpired("too old resource version").ErrStatus)
+	if s := nextSight(t, w); s.kind != sightBroken {
+		t.Fatalf("sighting %+v; want broken", s)
+	}
+	if s := nextSight(t, w); s.kind != sightListed || s.rv != 30 {
+		t.Fatalf("sighting %+v; want a new list at 30", s)
+	}
+	if nextStream(t, f); f.watched()[1] != "30" {
+		t.Errorf("watched from %v; want 30 after the list", f.watched())
+	}
+}
+
+// TestWatchSilentStreamIsRestarted (W3): no event and no bookmark within
+// the idle window: the stream is dropped and resumed from where it was.
+func TestWatchSilentStreamIsRestarted(t *testing.T) {
+	f := &fakeFollow{lists: []string{"10"}, streams: make(chan *watch.FakeWatcher, 4)}
+	w := following(t, f, 50*time.Millisecond)
+	nextSight(t, w)
+	s1 := nextStream(t, f)
+	nextStream(t, f) // the second stream: the first fell silent
+	if got := f.watched(); got[1] != "10" {
+		t.Errorf("watched from %v; want 10 again", got)
+	}
+	select {
+	case <-s1.ResultChan():
+	default:
+		t.Error("the silent stream was not stopped")
+	}
+}
+
+// TestWatchLateAnswerBreaks (W3): a watch whose headers do not come within
+// API_TIMEOUT is cut, and the loop is told to read instead.
+func TestWatchLateAnswerBreaks(t *testing.T) {
+	f := &fakeFollow{lists: []string{"10"}, streams: make(chan *watch.FakeWatcher, 4), hang: true}
+	w := following(t, f, time.Hour)
+	nextSight(t, w)
+	if s := nextSight(t, w); s.kind != sightBroken {
+		t.Fatalf("sighting %+v; want broken after API_TIMEOUT", s)
+	}
+}
+
+// TestWatchUnorderedVersionsStopIt (W4): a resourceVersion that is not a
+// number cannot be ordered: the follower stops, and the loop polls.
+func TestWatchUnorderedVersionsStopIt(t *testing.T) {
+	f := &fakeFollow{lists: []string{"abc"}, streams: make(chan *watch.FakeWatcher, 4)}
+	w := newLeaseWatch()
+	fl := &follower{api: f, w: w, now: time.Now, log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		timeout: 100 * time.Millisecond, retry: 10 * time.Millisecond, idle: time.Hour}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	fl.run(ctx)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || len(w.take()) != 0 {
+		t.Fatal("the follower went on with a resourceVersion that is not a number")
+	}
+}
