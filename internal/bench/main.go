@@ -1,16 +1,22 @@
 // Command bench is `make bench`: forge-manager's figures, measured on this
 // machine against a real kube-apiserver with three simulated replicas at the
-// default timing (LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s):
+// default timing (LEASE_DURATION 15s, RENEW_DEADLINE 10s, RETRY_PERIOD 2s).
+// The local figures are measured once per -modes mode (local.go) and
+// printed side by side: LEASE_WATCH=false, every replica reading the Lease
+// every RETRY_PERIOD (today), and LEASE_WATCH=true, the standbys following
+// it through a watch:
 //
+//   - planned handover (SIGTERM until the new node forges) and unplanned
+//     failover (leader pod killed until the new node forges, also timed from
+//     the killed leader's last renew), each -runs times, with the overlap
+//     check over every run;
 //   - API load in steady state, from the API server's own
 //     apiserver_request_total, against an equal baseline without replicas;
-//   - CPU seconds and resident memory of the sidecar, leader and standby;
-//   - unplanned failover (leader pod killed until the new node forges) and
-//     planned handover (SIGTERM until the new node forges), each -runs times,
-//     with the overlap check over every run;
-//   - init's wall time and peak memory;
-//   - across regions (regions.go): the coordination server's load,
-//     cross-region failover and planned region handover.
+//   - CPU seconds and resident memory of the sidecar, leader and standby.
+//
+// Once: init's wall time and peak memory, and across regions (regions.go):
+// the coordination server's load, cross-region failover and planned region
+// handover.
 //
 // It prints Markdown tables. Medians and worst cases, never single runs: the
 // machine is shared and noisy.
@@ -22,7 +28,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,8 +42,10 @@ import (
 )
 
 var (
-	runs = flag.Int("runs", 20, "failovers and handovers to time")
-	idle = flag.Duration("idle", 3*time.Minute, "steady-state window for API load, CPU and memory")
+	runs       = flag.Int("runs", 20, "failovers and handovers to time, per mode")
+	idle       = flag.Duration("idle", 3*time.Minute, "steady-state window for API load, CPU and memory, per mode")
+	modesFlag  = flag.String("modes", "poll,watch", "LEASE_WATCH modes to measure side by side, in order: poll (LEASE_WATCH=false), watch (true)")
+	regionsRun = flag.Bool("regions", true, "also measure across regions (regions.go, once, with the default LEASE_WATCH)")
 )
 
 func main() {
@@ -53,12 +60,20 @@ func run(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("bench needs root (simulated pods use PID, mount and network namespaces)")
 	}
-	fmt.Printf("## forge-manager benchmarks\n\n`make bench` (runs=%d, idle=%s) on %s\n\n", *runs, *idle, machine())
-	cp, tenant, err := testenv.Up(ctx, ".", "bench")
+	modes, err := parseModes(*modesFlag)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("## forge-manager benchmarks\n\n`go run ./internal/bench%s` (runs=%d, idle=%s, modes=%s, regions=%t) on %s\n\n",
+		args(), *runs, *idle, *modesFlag, *regionsRun, machine())
+	cp, err := testenv.Start(ctx)
 	if err != nil {
 		return err
 	}
 	defer cp.Stop()
+	if err := cp.InstallCRDs(ctx, "."); err != nil {
+		return err
+	}
 	bin, _ := os.MkdirTemp("", "forge-bench-bin-")
 	defer os.RemoveAll(bin)
 	fm, node, err := testenv.BuildBinaries(".", bin)
@@ -68,49 +83,47 @@ func run(ctx context.Context) error {
 	if err := initTimes(fm); err != nil {
 		return err
 	}
-
-	baseline, err := apiCounts(cp)
+	base, err := measureBaseline(cp)
 	if err != nil {
 		return err
 	}
-	time.Sleep(*idle / 3) // the control plane alone: its own leases and controllers
-	base2, _ := apiCounts(cp)
-	baseRate := rates(baseline, base2, *idle/3)
-
-	c, err := testenv.NewCluster(cp, tenant, fm, node, testenv.FakeKeys("bench"))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	for _, name := range []string{"bp-0", "bp-1", "bp-2"} {
-		if _, err := c.Start(ctx, name, nil); err != nil {
-			return err
+	var results []*localResult
+	for _, m := range modes {
+		r, err := measureLocal(ctx, cp, fm, node, m, base)
+		if err != nil {
+			return fmt.Errorf("mode %s: %w", m.key, err)
 		}
+		results = append(results, r)
 	}
-	if _, _, err := settled(ctx, c, testenv.Monotonic()); err != nil {
-		return err
-	}
-	if err := steadyState(c, cp, baseRate); err != nil {
-		return err
-	}
-	unplanned, peak1, err := repeat(ctx, c, func(name string) { c.Kill(name) })
-	if err != nil {
-		return err
-	}
-	planned, peak2, err := repeat(ctx, c, func(name string) { go c.Delete(name) })
-	if err != nil {
-		return err
-	}
-	all, _ := c.Intervals()
-	overlaps := len(testenv.Overlaps(all))
-	fmt.Printf("### Failover (default timing; bounds from the issue)\n\n| | runs | median | worst | target | overlaps |\n|---|---|---|---|---|---|\n")
-	fmt.Printf("| unplanned: leader pod killed -> new node forging | %d | %s | %s | 18s (LEASE_DURATION + RETRY_PERIOD + 1s) | %d |\n", len(unplanned), sec(median(unplanned)), sec(worst(unplanned)), overlaps)
-	fmt.Printf("| planned: SIGTERM -> new node forging | %d | %s | %s | 3s | %d |\n\n", len(planned), sec(median(planned)), sec(worst(planned)), overlaps)
-	fmt.Printf("Peak resident memory of a sidecar through all failovers and handovers: %.1f MiB\n\n", float64(max(peak1, peak2))/(1<<20))
-	fmt.Printf("Forging intervals checked for overlap: %d, overlaps: %d\n\n", len(all), overlaps)
-	c.Close()
+	printLocal(results)
 	cp.Stop()
+	if !*regionsRun {
+		return nil
+	}
 	return benchRegions(ctx, fm, node)
+}
+
+// args is the command line's flags as given, for the header.
+func args() string {
+	if len(os.Args) < 2 {
+		return ""
+	}
+	return " " + strings.Join(os.Args[1:], " ")
+}
+
+// measureBaseline is the control plane alone over -idle/3: its own leases
+// and controllers, subtracted from each mode's steady state.
+func measureBaseline(cp *testenv.ControlPlane) (baseline, error) {
+	before, err := apiCounts(cp)
+	if err != nil {
+		return baseline{}, err
+	}
+	time.Sleep(*idle / 3)
+	after, err := apiCounts(cp)
+	if err != nil {
+		return baseline{}, err
+	}
+	return baseline{rates: rates(before, after, *idle/3), openWatches: openLeaseWatches(cp)}, nil
 }
 
 // settled waits for exactly one stable forger.
@@ -118,37 +131,6 @@ func settled(ctx context.Context, c *testenv.Cluster, since int64) (string, time
 	cctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	return c.Settled(cctx, since, 4*time.Second)
-}
-
-// repeat applies fault to the forger -runs times, timing each to the next
-// forger; the pod comes back as a standby before the next run. It also
-// returns the highest VmHWM of any sidecar seen before a fault.
-func repeat(ctx context.Context, c *testenv.Cluster, fault func(name string)) ([]time.Duration, int64, error) {
-	var out []time.Duration
-	var peak int64
-	forger, _, err := settled(ctx, c, testenv.Monotonic())
-	for i := 0; i < *runs && err == nil; i++ {
-		peak = max(peak, sidecarHWM(c))
-		// A random phase against the replicas' 2s polls: a fault right
-		// after a pod came up would meet its next poll early (a bias).
-		time.Sleep(rand.N(4 * time.Second))
-		from := testenv.Monotonic()
-		fault(forger)
-		var took time.Duration
-		next := forger
-		for next == forger && err == nil {
-			next, took, err = settled(ctx, c, from)
-		}
-		out = append(out, took)
-		fmt.Fprintf(os.Stderr, "run %d: %s -> %s in %s\n", i+1, forger, next, took.Round(time.Millisecond))
-		waitGone(c, forger)
-		if _, err2 := c.Start(ctx, forger, nil); err2 != nil {
-			return out, peak, err2
-		}
-		waitUp(c, forger)
-		forger = next
-	}
-	return out, peak, err
 }
 
 func waitGone(c *testenv.Cluster, name string) {
@@ -169,56 +151,14 @@ func waitUp(c *testenv.Cluster, name string) {
 	}
 }
 
-// steadyState measures API load, CPU and memory over -idle with one leader
-// and two standbys and nothing happening.
-func steadyState(c *testenv.Cluster, cp *testenv.ControlPlane, base map[string]float64) error {
-	roles := map[string]string{}
-	cpu0 := map[string]float64{}
-	for _, name := range c.Order {
-		b, _ := c.Get(name, "/status")
-		roles[name] = "standby"
-		if strings.Contains(string(b), `"role": "leader"`) {
-			roles[name] = "leader"
-		}
-		cpu0[name], _ = c.Metric(name, "process_cpu_seconds_total")
-	}
-	before, err := apiCounts(cp)
-	if err != nil {
-		return err
-	}
-	time.Sleep(*idle)
-	after, err := apiCounts(cp)
-	if err != nil {
-		return err
-	}
-	r := rates(before, after, *idle)
-	for k, v := range base {
-		r[k] -= v
-	}
-	get, put := r["GET leases"], r["PUT leases"]
-	status := r["PATCH cardanoleaders/status"] + r["GET cardanoleaders"] + r["POST cardanoleaders"]
-	fmt.Printf("### API load in steady state (%s, 3 replicas; apiserver_request_total minus a control-plane-only baseline)\n\n", *idle)
-	fmt.Printf("| | forge-manager | predecessor (Python, per its code: every 5s) |\n|---|---|---|\n")
-	fmt.Printf("| leader: requests/s | %.2f (Lease PUT %.2f/s) | 0.60 (Lease GET + PATCH, status PATCH) |\n", put+status, put)
-	fmt.Printf("| leader: writes/min | %.1f (renew only) | 24 (Lease PATCH + status PATCH) |\n", put*60)
-	fmt.Printf("| CardanoLeader requests/min in steady state | %.2f (one GET per minute, no writes) | 12 writes |\n", status*60)
-	fmt.Printf("| each standby: requests/s | %.2f (Lease GET) | 0.20 |\n", get/2)
-	fmt.Printf("| each standby: writes/min | 0 | 0 |\n\n")
-
-	fmt.Printf("### Sidecar footprint in steady state\n\n| replica | resident memory | of which heap and stacks (RssAnon) | of which the binary's pages (RssFile) | CPU seconds per hour |\n|---|---|---|---|---|\n")
-	for _, name := range c.Order {
-		rss, _ := c.Metric(name, "process_resident_memory_bytes")
-		cpu1, _ := c.Metric(name, "process_cpu_seconds_total")
-		st := procStatus(c.Pod(name).ContainerPID("forge-manager"))
-		fmt.Printf("| %s (%s) | %.1f MiB | %.1f MiB | %.1f MiB | %.1f |\n", name, roles[name], rss/(1<<20),
-			float64(st["RssAnon:"])/(1<<20), float64(st["RssFile:"])/(1<<20), (cpu1-cpu0[name])/idle.Hours())
-	}
-	fmt.Println()
-	return nil
-}
-
 // apiCounts reads apiserver_request_total summed by verb and resource.
 func apiCounts(cp *testenv.ControlPlane) (map[string]float64, error) {
+	return apiSeries(cp, "apiserver_request_total")
+}
+
+// apiSeries reads one of the API server's metrics summed by verb and
+// resource ("VERB resource[/subresource]").
+func apiSeries(cp *testenv.ControlPlane, metric string) (map[string]float64, error) {
 	out, err := cp.Kubectl("get", "--raw", "/metrics")
 	if err != nil {
 		return nil, err
@@ -228,7 +168,7 @@ func apiCounts(cp *testenv.ControlPlane) (map[string]float64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if !strings.HasPrefix(line, "apiserver_request_total{") {
+		if !strings.HasPrefix(line, metric+"{") {
 			continue
 		}
 		labels := map[string]string{}
