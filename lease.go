@@ -471,6 +471,7 @@ func (e *elector) wakeAt(t time.Time) time.Time {
 func (e *elector) look(ctx context.Context, renewing bool) (*coordinationv1.Lease, error) {
 	if e.synced && !e.stale && !renewing {
 		if e.observed.missing {
+			e.holding = false // as a read finding it gone (observeMissing)
 			return nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), "")
 		}
 		if e.lease != nil {

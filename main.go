@@ -232,7 +232,8 @@ func runSidecar(ctx context.Context, c *config, tn tenant, log *slog.Logger) err
 	if c.LeaseWatch {
 		s.watch = newLeaseWatch()
 		s.el.resync = s.watch.ask
-		f := &follower{api: leases, w: s.watch, now: s.now, log: log, timeout: c.APITimeout, retry: c.RetryPeriod, idle: watchIdle}
+		f := &follower{api: leases, w: s.watch, now: s.now, log: log, timeout: c.APITimeout, retry: c.RetryPeriod, idle: watchIdle,
+			failed: func(err error) { s.m.apiError(apiOp(err)) }}
 		wg.Go(func() { f.run(ctx) })
 	}
 	err = s.run(ctx)

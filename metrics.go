@@ -88,7 +88,7 @@ func newMetricSet(b *board, labels ...string) *metricSet {
 	// Every operation apiOp can name (kube.go's wrapAPI callers): a counter
 	// that first appears at 1 shows no increase(), so the first failures
 	// would be invisible to ForgeManagerAPIErrors.
-	for _, op := range []string{"get", "create", "update", "patch", "list", "other"} {
+	for _, op := range []string{"get", "create", "update", "patch", "list", "watch", "other"} {
 		m.counter("forge_manager_api_errors_total", "operation", op)
 	}
 	return m

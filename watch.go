@@ -13,9 +13,9 @@ package main
 //  W1. The watch is in sync from a list until it breaks. A stream the
 //      server ends (timeoutSeconds) or that falls silent is resumed from
 //      the last resourceVersion seen, event or bookmark: the server replays
-//      every change after it, so there is no gap. A 410 Gone, an error
-//      event or a loop that finds it behind (a write of its own answered
-//      409) lists again.
+//      every change after it, so there is no gap. A watch that fails to
+//      start (a 410 Gone, a server restarted), an error event or a loop
+//      that finds it behind (a write of its own answered 409) lists again.
 //  W2. While it is not in sync the elector reads the Lease every
 //      RETRY_PERIOD, as without the watch. A gap is never read as
 //      "unchanged": a list after one re-stamps a missing Lease (no
@@ -31,7 +31,9 @@ package main
 //      watch says. A sighting older than what the elector knows (its own
 //      write's answer, a read) is skipped: resourceVersions are etcd
 //      revisions, compared as numbers; one that is not a number stops the
-//      watch (W2 then holds for good).
+//      watch (W2 then holds for good). A list is the latest state, so one
+//      below what the elector knew means the revisions went back (an etcd
+//      restore): it is applied, and ordering starts again from it.
 //
 // What it does not do: the forging token (cluster.go) is still read every
 // CLUSTER_RETRY_PERIOD; a watch is one more long request per replica, so a
@@ -141,6 +143,7 @@ type follower struct {
 	timeout   time.Duration // API_TIMEOUT
 	retry     time.Duration // RETRY_PERIOD: the wait after a failure
 	idle      time.Duration // watchIdle
+	failed    func(error)   // counts a failed request (api_errors)
 	inSync    bool
 	failing   bool
 	unordered bool // a resourceVersion was not a number (W4)
@@ -165,10 +168,23 @@ func (f *follower) run(ctx context.Context) {
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(f.retry):
+			case <-time.After(f.pauseAfter(err)):
 			}
 		}
 	}
+}
+
+// pauseAfter is the wait before the next try: RETRY_PERIOD, so the watch is
+// back as soon as a read would be; a Role without list or watch on the Lease
+// (RBAC older than LEASE_WATCH) is tried again only every watchIdle.
+func (f *follower) pauseAfter(err error) time.Duration {
+	if f.failed != nil {
+		f.failed(err)
+	}
+	if apierrors.IsForbidden(err) {
+		return f.idle
+	}
+	return f.retry
 }
 
 // broken tells the loop the watch is not in sync, and logs when it starts
@@ -178,7 +194,11 @@ func (f *follower) broken(err error) {
 		f.w.push(leaseSight{kind: sightBroken, at: f.now()})
 	}
 	f.inSync = false
-	if !f.failing {
+	switch {
+	case f.failing:
+	case apierrors.IsForbidden(err):
+		f.log.Warn("the Lease watch is refused: the Role needs list and watch on the Lease (deploy/rbac), or set LEASE_WATCH=false; reading the Lease every RETRY_PERIOD", "err", err)
+	default:
 		f.log.Warn("the Lease watch broke; reading the Lease every RETRY_PERIOD until it is back", "err", err)
 	}
 	f.failing = true
@@ -222,11 +242,10 @@ func (f *follower) stream(ctx context.Context, rv uint64) (uint64, error) {
 	if !late.Stop() && err == nil {
 		err = fmt.Errorf("watch lease: no answer within API_TIMEOUT (%s)", f.timeout)
 	}
-	if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
-		return 0, err // rv is too old to resume from: list again (W1)
-	}
 	if err != nil {
-		return rv, err
+		// List again: rv may be too old (410 Gone) or, after an etcd
+		// restore, ahead of the server (W1).
+		return 0, err
 	}
 	defer wi.Stop()
 	if !f.inSync {
@@ -326,6 +345,11 @@ func (e *elector) seen(sg leaseSight) bool {
 		return false
 	case sightListed:
 		e.synced = true
+		if sg.rv < e.rv {
+			// A list is the latest state: a revision below one already
+			// seen means they went back (an etcd restore). Order from here.
+			e.rv = 0
+		}
 	}
 	if sg.rv <= e.rv {
 		return false // known already: our own write's answer, or a read

@@ -230,7 +230,7 @@ type fakeFollow struct {
 	listed  int
 	from    []string // each watch's resourceVersion
 	streams chan *watch.FakeWatcher
-	hang    bool // watchFrom answers only when its context ends
+	hang    int // this many watches answer only when their context ends
 }
 
 func (f *fakeFollow) listOne(ctx context.Context) (*coordinationv1.Lease, string, error) {
@@ -244,7 +244,8 @@ func (f *fakeFollow) listOne(ctx context.Context) (*coordinationv1.Lease, string
 func (f *fakeFollow) watchFrom(ctx context.Context, rv string) (watch.Interface, error) {
 	f.mu.Lock()
 	f.from = append(f.from, rv)
-	hang := f.hang
+	hang := f.hang > 0
+	f.hang--
 	f.mu.Unlock()
 	if hang {
 		<-ctx.Done()
@@ -372,14 +373,59 @@ func TestWatchSilentStreamIsRestarted(t *testing.T) {
 	}
 }
 
-// TestWatchLateAnswerBreaks (W3): a watch whose headers do not come within
-// API_TIMEOUT is cut, and the loop is told to read instead.
+// TestWatchLateAnswerBreaks (W1, W3): a watch whose headers do not come
+// within API_TIMEOUT is cut, the loop is told to read instead, and the
+// follower lists again (the server may have lost the resourceVersion).
 func TestWatchLateAnswerBreaks(t *testing.T) {
-	f := &fakeFollow{lists: []string{"10"}, streams: make(chan *watch.FakeWatcher, 4), hang: true}
+	f := &fakeFollow{lists: []string{"10", "20"}, streams: make(chan *watch.FakeWatcher, 4), hang: 1}
 	w := following(t, f, time.Hour)
 	nextSight(t, w)
 	if s := nextSight(t, w); s.kind != sightBroken {
 		t.Fatalf("sighting %+v; want broken after API_TIMEOUT", s)
+	}
+	if s := nextSight(t, w); s.kind != sightListed || s.rv != 20 {
+		t.Fatalf("sighting %+v; want a new list at 20", s)
+	}
+	if nextStream(t, f); f.watched()[1] != "20" {
+		t.Errorf("watched from %v; want 20 after the list", f.watched())
+	}
+}
+
+// TestInvariant2WatchDeletionEndsAnIneligibleLead: the watch shows the
+// leader its Lease deleted while it may not forge (it will not recreate
+// it): it stops counting itself leader at its next step, as a read finding
+// it gone does, without a read.
+func TestInvariant2WatchDeletionEndsAnIneligibleLead(t *testing.T) {
+	api, clock, a := leading(t)
+	a.seen(leaseSight{kind: sightListed, lease: api.l.DeepCopy(), rv: uint64(api.rv), at: clock.now()})
+	api.delete()
+	if !a.seen(leaseSight{kind: sightEvent, rv: uint64(api.rv), at: clock.now()}) {
+		t.Error("the deletion of the leader's own Lease did not call for a pass")
+	}
+	calls := api.calls
+	a.step(context.Background(), false)
+	if leadingNow(a) || api.calls != calls {
+		t.Fatalf("leading %v after the step (%d calls); want the lead ended, no call", leadingNow(a), api.calls-calls)
+	}
+}
+
+// TestInvariant9WatchRestoredRevisionsAreFollowed: after an etcd restore
+// the revisions go back; a list below what the elector knew is the new
+// truth, not an old sighting, and the sightings after it are followed.
+func TestInvariant9WatchRestoredRevisionsAreFollowed(t *testing.T) {
+	_, clock, a := leading(t)
+	a.rv = 1000
+	restored := a.lease.DeepCopy()
+	restored.Spec.HolderIdentity = ptr("bp-9_z")
+	restored.ResourceVersion = "500"
+	a.seen(leaseSight{kind: sightListed, lease: restored, rv: 500, at: clock.now()})
+	if leadingNow(a) || a.holder() != "bp-9_z" {
+		t.Fatalf("leading %v, holder %q after a restored list naming another holder; want it followed", leadingNow(a), a.holder())
+	}
+	restored.ResourceVersion = "501"
+	restored.Spec.HolderIdentity = ptr("bp-8_y")
+	if a.seen(leaseSight{kind: sightEvent, lease: restored, rv: 501, at: clock.now()}); a.holder() != "bp-8_y" {
+		t.Errorf("holder %q; want the sighting after the restored list followed", a.holder())
 	}
 }
 
@@ -395,5 +441,20 @@ func TestWatchUnorderedVersionsStopIt(t *testing.T) {
 	fl.run(ctx)
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || len(w.take()) != 0 {
 		t.Fatal("the follower went on with a resourceVersion that is not a number")
+	}
+}
+
+// TestWatchRefusedTriesRarely: a Role without list or watch on the Lease
+// (RBAC older than LEASE_WATCH) is tried again every watchIdle, not every
+// RETRY_PERIOD, and every failure is counted.
+func TestWatchRefusedTriesRarely(t *testing.T) {
+	var failed int
+	f := &follower{retry: 2 * time.Second, idle: watchIdle, failed: func(error) { failed++ }}
+	forbidden := apierrors.NewForbidden(coordinationv1.Resource("leases"), "l", errors.New("cannot list"))
+	if got := f.pauseAfter(forbidden); got != watchIdle {
+		t.Errorf("after a 403: next try in %s; want watchIdle (%s)", got, watchIdle)
+	}
+	if got := f.pauseAfter(errors.New("connection refused")); got != 2*time.Second || failed != 2 {
+		t.Errorf("after another failure: next try in %s, %d counted; want RETRY_PERIOD, 2", got, failed)
 	}
 }
