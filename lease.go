@@ -14,8 +14,11 @@ package main
 //     timestamps are never compared with ours.
 //  2. A missing Lease is an unreleased one: it is created only after it was
 //     seen missing for LEASE_DURATION. The one exception is the leader whose
-//     own renew finds it gone: it is the only replica that can be forging,
-//     so it recreates it at once and keeps leading.
+//     own renew (or watch) finds it gone: it is the only replica that can be
+//     forging, so it recreates it at once and keeps leading; if it cannot
+//     try, it leads no more. Seen missing again after reads that failed, or
+//     after a create that found it existing, it may have been created and
+//     deleted in between: it is seen missing from then.
 //  3. Every write carries the resourceVersion read or written last, so two
 //     writers cannot both win: a 409 Conflict means someone else moved and
 //     the Lease is read again.
@@ -237,7 +240,11 @@ type elector struct {
 	// any read, write or sighting (W4); resync asks the watch to list again.
 	synced, stale bool
 	rv            uint64
+	rvAt          time.Time // when rv was last raised
 	resync        func()
+	// gap: a read failed since the last one that answered (rule 2: a
+	// missing Lease is then seen missing from the next answer on).
+	gap bool
 }
 
 // leaseRecord is what rule 1 compares.
@@ -358,6 +365,9 @@ func (e *elector) step(ctx context.Context, eligible bool) error {
 	}
 	switch {
 	case err != nil:
+		if e.observed.missing {
+			e.holding = false // our Lease seen deleted (watch.go) and not recreated: no lead without it
+		}
 		return err
 	case !eligible:
 		return nil
@@ -495,8 +505,10 @@ func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 		return nil, err
 	}
 	if err != nil {
+		e.gap = true
 		return nil, err
 	}
+	e.gap = false
 	e.lease = l
 	e.observe(l, e.now())
 	return l, nil
@@ -504,8 +516,8 @@ func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 
 // observe applies rules 1, 4 and 6 to a record seen at t.
 func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
-	if v, err := strconv.ParseUint(l.ResourceVersion, 10, 64); err == nil {
-		e.rv = max(e.rv, v)
+	if v, err := strconv.ParseUint(l.ResourceVersion, 10, 64); err == nil && v > e.rv {
+		e.rv, e.rvAt = v, e.now()
 	}
 	r := recordOf(l)
 	e.note(r, t)
@@ -530,6 +542,11 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 // one of the others' polls: the documented pruner limit).
 func (e *elector) observeMissing(t time.Time) {
 	e.lease, e.holding = nil, false
+	if e.gap {
+		// Reads failed in between: it may have been created and deleted
+		// since it was last seen missing, so it is seen missing from now.
+		e.observedAt, e.gap = time.Time{}, false
+	}
 	e.note(leaseRecord{missing: true}, t)
 }
 
@@ -558,6 +575,11 @@ func (e *elector) create(ctx context.Context, start time.Time) error {
 	cctx, cancel := e.callContext(ctx)
 	defer cancel()
 	got, err := e.api.create(cctx, l)
+	if apierrors.IsAlreadyExists(err) {
+		// It was not missing: whatever was seen missing is no longer the
+		// record to time (rule 2). Read next, even with the watch in sync.
+		e.observed, e.observedAt, e.stale = leaseRecord{}, time.Time{}, e.synced
+	}
 	if err != nil {
 		return err
 	}

@@ -116,6 +116,7 @@ func (s *sidecar) pause(ctx context.Context, wait time.Duration) bool {
 			if s.takeSightings() {
 				return true
 			}
+			t.Reset(s.nextWake(s.now())) // a sighting may move the takeover timer
 		}
 	}
 }

@@ -81,6 +81,7 @@ type leaseSight struct {
 	lease *coordinationv1.Lease // nil: missing
 	rv    uint64                // the resourceVersion it is at
 	at    time.Time             // when this process received it
+	sent  time.Time             // a list's: when it was sent
 }
 
 // leaseWatch is the queue between the watch goroutine and the loop.
@@ -209,6 +210,7 @@ func (f *follower) broken(err error) {
 func (f *follower) list(ctx context.Context) (uint64, error) {
 	cctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
+	sent := f.now()
 	l, version, err := f.api.listOne(cctx)
 	if err != nil {
 		return 0, err
@@ -217,7 +219,7 @@ func (f *follower) list(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	f.w.push(leaseSight{kind: sightListed, lease: l, rv: rv, at: f.now()})
+	f.w.push(leaseSight{kind: sightListed, lease: l, rv: rv, at: f.now(), sent: sent})
 	f.inSync = true
 	return rv, nil
 }
@@ -345,16 +347,18 @@ func (e *elector) seen(sg leaseSight) bool {
 		return false
 	case sightListed:
 		e.synced = true
-		if sg.rv < e.rv {
-			// A list is the latest state: a revision below one already
-			// seen means they went back (an etcd restore). Order from here.
+		if sg.rv < e.rv && sg.sent.After(e.rvAt) {
+			// A list sent after the elector learned its revision is the
+			// later state: a revision below it means they went back (an
+			// etcd restore). Order from here. (A list sent before one of
+			// our writes is merely older, and skipped.)
 			e.rv = 0
 		}
 	}
 	if sg.rv <= e.rv {
 		return false // known already: our own write's answer, or a read
 	}
-	e.rv, e.stale = sg.rv, false
+	e.rv, e.rvAt, e.stale = sg.rv, sg.at, false
 	if sg.kind == sightListed && sg.lease == nil {
 		e.observedAt = time.Time{} // W2: missing after a gap is seen missing from now
 	}
@@ -370,7 +374,7 @@ func (e *elector) seen(sg leaseSight) bool {
 		e.observe(sg.lease, sg.at)
 	}
 	now := e.now()
-	urgent := (holding && (!e.holding || e.lease == nil)) || (!e.holding && e.expired(now))
+	urgent := (holding && (!e.holding || e.lease == nil || !e.epochTrusted())) || (!e.holding && e.expired(now))
 	if urgent {
 		e.nextTry = now
 	}

@@ -415,10 +415,11 @@ func TestInvariant2WatchDeletionEndsAnIneligibleLead(t *testing.T) {
 func TestInvariant9WatchRestoredRevisionsAreFollowed(t *testing.T) {
 	_, clock, a := leading(t)
 	a.rv = 1000
+	clock.advance(time.Millisecond)
 	restored := a.lease.DeepCopy()
 	restored.Spec.HolderIdentity = ptr("bp-9_z")
 	restored.ResourceVersion = "500"
-	a.seen(leaseSight{kind: sightListed, lease: restored, rv: 500, at: clock.now()})
+	a.seen(leaseSight{kind: sightListed, lease: restored, rv: 500, at: clock.now(), sent: clock.now()})
 	if leadingNow(a) || a.holder() != "bp-9_z" {
 		t.Fatalf("leading %v, holder %q after a restored list naming another holder; want it followed", leadingNow(a), a.holder())
 	}
@@ -456,5 +457,98 @@ func TestWatchRefusedTriesRarely(t *testing.T) {
 	}
 	if got := f.pauseAfter(errors.New("connection refused")); got != 2*time.Second || failed != 2 {
 		t.Errorf("after another failure: next try in %s, %d counted; want RETRY_PERIOD, 2", got, failed)
+	}
+}
+
+// TestInvariant7WatchListBeforeOurWriteIsOld: a list sent before this
+// replica's takeover write, answered with an older revision, is an old
+// state, not a restore: the new leader keeps its lead.
+func TestInvariant7WatchListBeforeOurWriteIsOld(t *testing.T) {
+	_, clock, a := leading(t)
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)                         // a renew: revision 2
+	sent := clock.now().Add(-time.Millisecond) // before the write's answer
+	older := a.lease.DeepCopy()
+	older.Spec.HolderIdentity = ptr("")
+	a.seen(leaseSight{kind: sightListed, lease: older, rv: a.rv - 1, at: clock.now(), sent: sent})
+	if !leadingNow(a) {
+		t.Fatal("a list older than the leader's own takeover ended its lead")
+	}
+}
+
+// TestInvariant2WatchFailedCreateReadsAgain: a standby whose watch is
+// silently dead saw the Lease missing; its create finds it exists
+// (another replica created it). The Lease is then deleted again: the
+// standby must not create it on the old sighting, but see it missing anew.
+func TestInvariant2WatchFailedCreateReadsAgain(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	s := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	s.seen(leaseSight{kind: sightListed, rv: 1, at: clock.now()})
+	clock.advance(defaultTiming.lease)
+	api.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
+	stepOK(t, s, true) // AlreadyExists
+	api.delete()       // a prune, unseen by the dead watch
+	for end := clock.now().Add(defaultTiming.lease - time.Second); clock.now().Before(end); clock.advance(time.Second) {
+		stepOK(t, s, true)
+		if api.l != nil {
+			t.Fatalf("created the Lease %s after its create found it existing; want it seen missing for LEASE_DURATION first", clock.now().Sub(end.Add(-defaultTiming.lease+time.Second)))
+		}
+	}
+}
+
+// TestInvariant2FailedReadsRestampAMissingLease: a Lease seen missing, then
+// reads that fail for longer than LEASE_DURATION (it may have been created,
+// led and deleted meanwhile), then missing again: seen missing from then.
+func TestInvariant2FailedReadsRestampAMissingLease(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	s := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	stepOK(t, s, true)
+	down := true
+	api.before = func(op string) error {
+		if down {
+			return apierrors.NewServiceUnavailable("busy")
+		}
+		return nil
+	}
+	for range 10 {
+		clock.advance(defaultTiming.retry)
+		s.step(context.Background(), true)
+	}
+	down = false
+	stepOK(t, s, true)
+	if api.l != nil {
+		t.Fatal("created the Lease at once after 20s of failed reads; want it seen missing for LEASE_DURATION from the first answer")
+	}
+	clock.advance(defaultTiming.lease)
+	stepOK(t, s, true)
+	if api.l == nil {
+		t.Fatal("did not create the Lease seen missing for LEASE_DURATION after the reads came back")
+	}
+}
+
+// TestInvariant2WatchDeletedLeaseAndAFailedRead: the leader's watch shows
+// its Lease deleted and the read before its recreation fails: it does not
+// go on leading on a Lease it knows is gone.
+func TestInvariant2WatchDeletedLeaseAndAFailedRead(t *testing.T) {
+	api, clock, a := leading(t)
+	api.delete()
+	a.seen(leaseSight{kind: sightEvent, rv: uint64(api.rv), at: clock.now()})
+	api.before = func(op string) error { return apierrors.NewServiceUnavailable("busy") }
+	a.step(context.Background(), true)
+	if leadingNow(a) {
+		t.Fatal("still leading on a Lease seen deleted, whose recreation could not be tried")
+	}
+}
+
+// TestInvariant9WatchEpochBackIsUrgent: the watch shows the leader its own
+// Lease with fewer transitions than it saw (an etcd restore): the epoch is
+// no longer trusted, and the pass that disables runs at once.
+func TestInvariant9WatchEpochBackIsUrgent(t *testing.T) {
+	_, clock, a := leading(t)
+	a.maxSeen[string(a.lease.UID)] = 5
+	back := a.lease.DeepCopy()
+	back.ResourceVersion = "999"
+	if !a.seen(leaseSight{kind: sightEvent, lease: back, rv: 999, at: clock.now()}) || a.facts(clock.now()).trusted {
+		t.Fatal("a record whose transitions went back did not call for a pass at once")
 	}
 }
