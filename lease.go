@@ -475,18 +475,12 @@ func (e *elector) wakeAt(t time.Time) time.Time {
 	return w
 }
 
-// look is the Lease as it stands: the watch's view while it is in sync,
-// else a read. A leader that means to renew reads after a conflict (rule
+// look is the Lease as it stands: the watch's view while it is in sync
+// and shows one, else a read. A leader that means to renew reads after a conflict (rule
 // 4), and a watch found behind by a 409 is read past and listed again (W1).
 func (e *elector) look(ctx context.Context, renewing bool) (*coordinationv1.Lease, error) {
-	if e.synced && !e.stale && !renewing {
-		if e.observed.missing {
-			e.holding = false // as a read finding it gone (observeMissing)
-			return nil, apierrors.NewNotFound(coordinationv1.Resource("leases"), "")
-		}
-		if e.lease != nil {
-			return e.lease, nil
-		}
+	if e.synced && !e.stale && !renewing && !e.observed.missing && e.lease != nil {
+		return e.lease, nil // W2: a missing Lease is always read
 	}
 	if e.stale && e.resync != nil {
 		e.resync()

@@ -106,7 +106,8 @@ func (m *memLeases) recover(sw *simWatch) {
 		return
 	}
 	sw.missed = false
-	sw.w.push(leaseSight{kind: sightListed, lease: m.l.DeepCopy(), rv: uint64(m.rv), at: sw.clock.now()})
+	sw.w.push(leaseSight{kind: sightListed, lease: m.l.DeepCopy(), rv: uint64(m.rv), at: sw.clock.now(), sent: sw.clock.now()})
+	sw.w.push(leaseSight{kind: sightSynced, rv: uint64(m.rv), at: sw.clock.now()})
 }
 
 var leaseResource = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}

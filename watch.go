@@ -16,11 +16,14 @@ package main
 //      every change after it, so there is no gap. A watch that fails to
 //      start (a 410 Gone, a server restarted), an error event or a loop
 //      that finds it behind (a write of its own answered 409) lists again.
-//  W2. While it is not in sync the elector reads the Lease every
-//      RETRY_PERIOD, as without the watch. A gap is never read as
-//      "unchanged": a list after one re-stamps a missing Lease (no
-//      resourceVersion can show it stayed missing), and a record present is
-//      unchanged only with the same resourceVersion (lease.go note).
+//  W2. The watch is in sync only once a watch started from a list's
+//      resourceVersion; until then, and while it is not, the elector reads
+//      the Lease every RETRY_PERIOD, as without the watch. A gap is never
+//      read as "unchanged": a record present is unchanged only with the same
+//      resourceVersion (lease.go note). A missing Lease has none, so it is
+//      always read, never taken from the watch: it is created (rule 2) only
+//      on reads, each of which shows a creation since; a deletion seen
+//      restarts its clock, and so do sightings lost to a full queue.
 //  W3. Every request has API_TIMEOUT for its answer (the watch: for its
 //      headers), and a stream with no event and no bookmark for watchIdle
 //      is restarted. The API server sends a bookmark about every minute
@@ -70,8 +73,8 @@ type sightKind int
 
 const (
 	sightEvent  sightKind = iota // a change: lease, or nil for a deletion
-	sightListed                  // a list: the current state, in sync from here
-	sightSynced                  // a stream resumed without a gap after a break
+	sightListed                  // a list: the current state, as a read
+	sightSynced                  // a watch started from the list: in sync from here
 	sightBroken                  // not in sync: read instead (W2)
 )
 
@@ -82,6 +85,7 @@ type leaseSight struct {
 	rv    uint64                // the resourceVersion it is at
 	at    time.Time             // when this process received it
 	sent  time.Time             // a list's: when it was sent
+	lost  bool                  // broken: sightings were dropped (the queue overflowed)
 }
 
 // leaseWatch is the queue between the watch goroutine and the loop.
@@ -101,7 +105,7 @@ func (w *leaseWatch) push(s leaseSight) {
 	w.mu.Lock()
 	if len(w.queue) >= maxSightings {
 		w.queue = w.queue[:0]
-		s = leaseSight{kind: sightBroken, at: s.at}
+		s = leaseSight{kind: sightBroken, at: s.at, lost: true}
 		w.ask()
 	}
 	w.queue = append(w.queue, s)
@@ -220,7 +224,6 @@ func (f *follower) list(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	f.w.push(leaseSight{kind: sightListed, lease: l, rv: rv, at: f.now(), sent: sent})
-	f.inSync = true
 	return rv, nil
 }
 
@@ -341,12 +344,12 @@ func (e *elector) seen(sg leaseSight) bool {
 	switch sg.kind {
 	case sightBroken:
 		e.synced = false
+		e.gap = e.gap || sg.lost // dropped sightings may hide a creation and a deletion (rule 2)
 		return false
 	case sightSynced:
 		e.synced = true
 		return false
 	case sightListed:
-		e.synced = true
 		if sg.rv < e.rv && sg.sent.After(e.rvAt) {
 			// A list sent after the elector learned its revision is the
 			// later state: a revision below it means they went back (an
@@ -359,15 +362,15 @@ func (e *elector) seen(sg leaseSight) bool {
 		return false // known already: our own write's answer, or a read
 	}
 	e.rv, e.rvAt, e.stale = sg.rv, sg.at, false
-	if sg.kind == sightListed && sg.lease == nil {
-		e.observedAt = time.Time{} // W2: missing after a gap is seen missing from now
-	}
 	holding := e.holding
 	if sg.lease == nil {
 		// Deleted. A holder keeps holding: its next step reads, finds it
 		// gone and recreates it at once (rule 2's exception), as when its
 		// renew finds it gone; nobody else may create it for LEASE_DURATION.
 		e.lease = nil
+		if sg.kind == sightEvent {
+			e.observedAt = time.Time{} // it existed a moment ago: missing from now
+		}
 		e.note(leaseRecord{missing: true}, sg.at)
 	} else {
 		e.lease = sg.lease

@@ -43,6 +43,9 @@ func TestWatchOnTheServer(t *testing.T) {
 	if s := nextSight(t, w); s.kind != sightListed || s.lease != nil || s.rv == 0 {
 		t.Fatalf("first sighting %+v; want the list, missing, with a resourceVersion", s)
 	}
+	if s := nextSight(t, w); s.kind != sightSynced {
+		t.Fatalf("sighting %+v; want in sync once the watch started", s)
+	}
 	ctx := context.Background()
 	created, err := e.admin.create(ctx, &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
 	if err != nil {
@@ -94,6 +97,7 @@ func TestWatchElectionOnTheServer(t *testing.T) {
 		}
 	}
 	b.seen(nextSight(t, w)) // the list
+	b.seen(nextSight(t, w)) // in sync
 	for range 3 {
 		e.clock.advance(defaultTiming.retry)
 		stepOK(t, a, true)

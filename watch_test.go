@@ -178,25 +178,67 @@ func TestInvariant2WatchOlderSightingIsSkipped(t *testing.T) {
 	}
 }
 
-// TestInvariant2WatchGapRestampsAMissingLease: a Lease seen missing for 14s,
-// then a gap in the watch: the list after it cannot show it stayed missing
-// (it may have been created and deleted), so the wait starts again (W2).
-func TestInvariant2WatchGapRestampsAMissingLease(t *testing.T) {
+// TestInvariant2WatchMissingLeaseIsRead: a standby saw the Lease deleted,
+// then its watch stalls while it is created, led and deleted again 14.5s
+// later (a prune). A missing Lease is always read (W2), so the standby saw
+// it exist and does not create it at 15s on its old sighting.
+func TestInvariant2WatchMissingLeaseIsRead(t *testing.T) {
 	api, clock := &memLeases{}, newClock()
-	el := newElector(api, "bp-0_a", defaultTiming, clock.now)
-	el.seen(leaseSight{kind: sightListed, rv: 10, at: clock.now()})
-	clock.advance(14 * time.Second)
-	el.seen(leaseSight{kind: sightBroken, at: clock.now()})
-	el.seen(leaseSight{kind: sightListed, rv: 20, at: clock.now()})
+	el := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	el.seen(leaseSight{kind: sightListed, rv: 1, at: clock.now()})
+	el.seen(leaseSight{kind: sightSynced, rv: 1, at: clock.now()})
+	clock.advance(time.Second)
+	api.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
+	for range 6 { // the stalled watch shows nothing of it
+		clock.advance(defaultTiming.retry)
+		stepOK(t, el, true)
+	}
+	clock.advance(defaultTiming.lease - 13*time.Second - 500*time.Millisecond)
+	api.delete()
 	clock.advance(time.Second)
 	stepOK(t, el, true)
-	if api.l != nil || api.calls != 0 {
-		t.Fatalf("created the Lease (%d calls) 1s after a gap; want the wait started again", api.calls)
+	if api.l != nil {
+		t.Fatal("created the Lease on a stale sighting of it missing; it existed 0.5s ago")
 	}
-	clock.advance(defaultTiming.lease - time.Second)
+}
+
+// TestInvariant2WatchDeletionRestartsTheClock: a Lease seen missing, then a
+// deletion sighting (it existed in between, in sightings a full queue
+// dropped): missing from the deletion on, not from the first sighting.
+func TestInvariant2WatchDeletionRestartsTheClock(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	el := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	el.seen(leaseSight{kind: sightListed, rv: 1, at: clock.now()})
+	clock.advance(14 * time.Second)
+	el.seen(leaseSight{kind: sightEvent, rv: 9, at: clock.now()})
+	clock.advance(time.Second)
 	stepOK(t, el, true)
-	if !leadingNow(el) {
-		t.Fatal("did not create the Lease seen missing for LEASE_DURATION after the gap")
+	if api.l != nil {
+		t.Fatal("created the Lease 1s after a deletion was seen")
+	}
+}
+
+// TestInvariant2WatchLostSightingsRestartTheClock: the queue overflows
+// (the loop was stuck): the dropped sightings may hide a creation and a
+// deletion, so a Lease read missing next is missing from then.
+func TestInvariant2WatchLostSightingsRestartTheClock(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	el := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	stepOK(t, el, true) // seen missing
+	w := newLeaseWatch()
+	for i := range maxSightings + 1 {
+		w.push(leaseSight{kind: sightEvent, rv: uint64(i + 1), at: clock.now()})
+	}
+	clock.advance(14 * time.Second)
+	got := w.take()
+	if len(got) != 1 || got[0].kind != sightBroken || !got[0].lost {
+		t.Fatalf("an overflowing queue holds %d sightings, first %+v; want one broken, lost", len(got), got[0])
+	}
+	el.seen(got[0])
+	clock.advance(time.Second)
+	stepOK(t, el, true)
+	if api.l != nil {
+		t.Fatal("created the Lease 1s after sightings were lost")
 	}
 }
 
@@ -320,6 +362,9 @@ func TestWatchResumesWithoutAGap(t *testing.T) {
 		t.Fatalf("first sighting %+v; want the list, missing, at 10", s)
 	}
 	s1 := nextStream(t, f)
+	if s := nextSight(t, w); s.kind != sightSynced {
+		t.Fatalf("sighting %+v; want in sync once the watch started", s)
+	}
 	s1.Modify(leaseAt("11"))
 	if s := nextSight(t, w); s.kind != sightEvent || s.rv != 11 || s.lease == nil {
 		t.Fatalf("sighting %+v; want the change at 11", s)
@@ -343,6 +388,7 @@ func TestWatchListsAgainAfterGone(t *testing.T) {
 	w := following(t, f, time.Hour)
 	nextSight(t, w)
 	s1 := nextStream(t, f)
+	nextSight(t, w) // in sync
 	s1.Error(&apierrors.NewResourceExpired("too old resource version").ErrStatus)
 	if s := nextSight(t, w); s.kind != sightBroken {
 		t.Fatalf("sighting %+v; want broken", s)
@@ -373,28 +419,28 @@ func TestWatchSilentStreamIsRestarted(t *testing.T) {
 	}
 }
 
-// TestWatchLateAnswerBreaks (W1, W3): a watch whose headers do not come
-// within API_TIMEOUT is cut, the loop is told to read instead, and the
-// follower lists again (the server may have lost the resourceVersion).
+// TestWatchLateAnswerBreaks (W1, W2, W3): a watch whose headers do not
+// come within API_TIMEOUT is cut; the loop never counted it in sync (it
+// reads), and the follower lists again (the server may have lost the
+// resourceVersion), in sync only once a watch starts.
 func TestWatchLateAnswerBreaks(t *testing.T) {
 	f := &fakeFollow{lists: []string{"10", "20"}, streams: make(chan *watch.FakeWatcher, 4), hang: 1}
 	w := following(t, f, time.Hour)
 	nextSight(t, w)
-	if s := nextSight(t, w); s.kind != sightBroken {
-		t.Fatalf("sighting %+v; want broken after API_TIMEOUT", s)
-	}
 	if s := nextSight(t, w); s.kind != sightListed || s.rv != 20 {
 		t.Fatalf("sighting %+v; want a new list at 20", s)
 	}
 	if nextStream(t, f); f.watched()[1] != "20" {
 		t.Errorf("watched from %v; want 20 after the list", f.watched())
 	}
+	if s := nextSight(t, w); s.kind != sightSynced {
+		t.Errorf("sighting %+v; want in sync once a watch started", s)
+	}
 }
 
 // TestInvariant2WatchDeletionEndsAnIneligibleLead: the watch shows the
 // leader its Lease deleted while it may not forge (it will not recreate
-// it): it stops counting itself leader at its next step, as a read finding
-// it gone does, without a read.
+// it): it stops counting itself leader at its next step.
 func TestInvariant2WatchDeletionEndsAnIneligibleLead(t *testing.T) {
 	api, clock, a := leading(t)
 	a.seen(leaseSight{kind: sightListed, lease: api.l.DeepCopy(), rv: uint64(api.rv), at: clock.now()})
@@ -402,10 +448,9 @@ func TestInvariant2WatchDeletionEndsAnIneligibleLead(t *testing.T) {
 	if !a.seen(leaseSight{kind: sightEvent, rv: uint64(api.rv), at: clock.now()}) {
 		t.Error("the deletion of the leader's own Lease did not call for a pass")
 	}
-	calls := api.calls
 	a.step(context.Background(), false)
-	if leadingNow(a) || api.calls != calls {
-		t.Fatalf("leading %v after the step (%d calls); want the lead ended, no call", leadingNow(a), api.calls-calls)
+	if leadingNow(a) {
+		t.Fatal("still leading after the step; want the lead ended")
 	}
 }
 
@@ -550,5 +595,21 @@ func TestInvariant9WatchEpochBackIsUrgent(t *testing.T) {
 	back.ResourceVersion = "999"
 	if !a.seen(leaseSight{kind: sightEvent, lease: back, rv: 999, at: clock.now()}) || a.facts(clock.now()).trusted {
 		t.Fatal("a record whose transitions went back did not call for a pass at once")
+	}
+}
+
+// TestWatchNotInSyncBeforeAWatchStarts (W2): a list alone is a read: until
+// a watch started from it, the standby reads every step (a watch that
+// never starts, behind a proxy that holds long requests, is polling).
+func TestWatchNotInSyncBeforeAWatchStarts(t *testing.T) {
+	api, clock, a := leading(t)
+	b := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	b.seen(leaseSight{kind: sightListed, lease: api.l.DeepCopy(), rv: uint64(api.rv), at: clock.now(), sent: clock.now()})
+	calls := api.calls
+	clock.advance(defaultTiming.retry)
+	stepOK(t, a, true)
+	stepOK(t, b, true)
+	if api.calls != calls+2 || b.observed.renew != recordOf(api.l).renew {
+		t.Fatalf("the standby sent %d requests and saw renew %q; want one read showing the renew", api.calls-calls-1, b.observed.renew)
 	}
 }
