@@ -242,9 +242,11 @@ type elector struct {
 	rv            uint64
 	rvAt          time.Time // when rv was last raised
 	resync        func()
-	// gap: a read failed since the last one that answered (rule 2: a
-	// missing Lease is then seen missing from the next answer on).
-	gap bool
+	// gap: a read failed since answeredAt, the last one answered (rule 2:
+	// a missing Lease is then seen missing from the next answer on);
+	// heardAt: the last sighting (quiet).
+	gap                 bool
+	answeredAt, heardAt time.Time
 }
 
 // leaseRecord is what rule 1 compares.
@@ -476,18 +478,33 @@ func (e *elector) wakeAt(t time.Time) time.Time {
 }
 
 // look is the Lease as it stands: the watch's view while it is in sync
-// and shows one, else a read. A leader that means to renew reads after a conflict (rule
-// 4), and a watch found behind by a 409 is read past and listed again (W1).
+// and shows one, else a read. A leader that means to renew reads after a
+// conflict (rule 4). A watch found behind, by a 409 or by a read after a
+// holder fell quiet, is read past and listed again (W1, W3).
 func (e *elector) look(ctx context.Context, renewing bool) (*coordinationv1.Lease, error) {
-	if e.synced && !e.stale && !renewing && !e.observed.missing && e.lease != nil {
+	quiet := e.quiet()
+	if e.synced && !e.stale && !renewing && !e.observed.missing && e.lease != nil && !quiet {
 		return e.lease, nil // W2: a missing Lease is always read
 	}
-	if e.stale && e.resync != nil {
+	known := e.rv
+	l, err := e.read(ctx)
+	if e.resync != nil && e.synced && (e.stale || (quiet && err == nil && e.rv > known)) {
 		e.resync()
 	}
 	e.stale = false
-	return e.read(ctx)
+	return l, err
 }
+
+// quiet: the watch shows another holder, and nothing came for longer than
+// two renews and a request (a holder renews every RETRY_PERIOD): a dead
+// holder or a stalled watch, which one read tells apart (W3).
+func (e *elector) quiet() bool {
+	h := e.observed.holder
+	return e.synced && h != "" && h != e.identity && e.now().Sub(e.heardAt) > e.pollGap()
+}
+
+// pollGap is more than one missed look: two RETRY_PERIODs and a request.
+func (e *elector) pollGap() time.Duration { return 2*e.timing.retry + e.timing.api }
 
 // read gets the Lease and observes it, stamped when the read returned.
 func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
@@ -496,13 +513,14 @@ func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
 	l, err := e.api.get(cctx)
 	if apierrors.IsNotFound(err) {
 		e.observeMissing(e.now())
+		e.answeredAt = e.now()
 		return nil, err
 	}
 	if err != nil {
 		e.gap = true
 		return nil, err
 	}
-	e.gap = false
+	e.gap, e.answeredAt = false, e.now()
 	e.lease = l
 	e.observe(l, e.now())
 	return l, nil
@@ -536,11 +554,13 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 // one of the others' polls: the documented pruner limit).
 func (e *elector) observeMissing(t time.Time) {
 	e.lease, e.holding = nil, false
-	if e.gap {
-		// Reads failed in between: it may have been created and deleted
-		// since it was last seen missing, so it is seen missing from now.
-		e.observedAt, e.gap = time.Time{}, false
+	if e.gap && t.Sub(e.answeredAt) > e.pollGap() {
+		// Reads failed for more than one look: it may have been created
+		// and deleted since it was last seen missing (within one look is
+		// the pruner limit of polling), so it is seen missing from now.
+		e.observedAt = time.Time{}
 	}
+	e.gap = false
 	e.note(leaseRecord{missing: true}, t)
 }
 

@@ -157,15 +157,22 @@ type follower struct {
 // run follows the Lease until ctx ends.
 func (f *follower) run(ctx context.Context) {
 	var rv uint64 // 0: list first
+	short := 0    // streams in a row the server ended within RETRY_PERIOD
 	for ctx.Err() == nil {
 		var err error
 		if rv == 0 {
 			rv, err = f.list(ctx)
 		}
 		if err == nil {
-			rv, err = f.stream(ctx, rv)
+			began := f.now()
+			if rv, err = f.stream(ctx, rv); err == nil && rv != 0 {
+				short, err = f.shortLived(ctx, short, f.now().Sub(began))
+			}
 		}
 		if err != nil && ctx.Err() == nil {
+			if short > 0 {
+				rv, short = 0, 0 // then list again, in sync only once a watch holds
+			}
 			f.broken(err)
 			if f.unordered {
 				f.log.Warn("the Lease watch is off: this API server's resourceVersions cannot be ordered; reading the Lease every RETRY_PERIOD")
@@ -177,6 +184,24 @@ func (f *follower) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// shortLived counts streams ended within RETRY_PERIOD (a proxy that cuts
+// long requests, a server that closes each watch at once): each is
+// followed by a pause, as a failure is, and the third in a row is one, so
+// the loop reads instead of trusting a watch that does not hold (W3).
+func (f *follower) shortLived(ctx context.Context, short int, lived time.Duration) (int, error) {
+	if lived >= f.retry {
+		return 0, nil
+	}
+	if short++; short >= 3 {
+		return short, fmt.Errorf("watch lease: %d watches in a row ended within RETRY_PERIOD (%s): a proxy cutting long requests? (LEASE_WATCH=false reads instead)", short, f.retry)
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(f.retry - lived):
+	}
+	return short, nil
 }
 
 // pauseAfter is the wait before the next try: RETRY_PERIOD, so the watch is
@@ -341,10 +366,13 @@ func (k *kubeLeases) watchFrom(ctx context.Context, rv string) (watch.Interface,
 // expired), or this replica's lead ended or its Lease is gone. A renew by
 // the holder only moves the expiry timer.
 func (e *elector) seen(sg leaseSight) bool {
+	e.heardAt = sg.at
 	switch sg.kind {
 	case sightBroken:
 		e.synced = false
-		e.gap = e.gap || sg.lost // dropped sightings may hide a creation and a deletion (rule 2)
+		if sg.lost && e.observed.missing {
+			e.observedAt = time.Time{} // dropped sightings may hide a creation and a deletion (rule 2)
+		}
 		return false
 	case sightSynced:
 		e.synced = true

@@ -114,17 +114,18 @@ func TestInvariant7WatchReleaseTakenAtOnceByOne(t *testing.T) {
 }
 
 // TestInvariant2WatchBehindIsReadPast: a standby's watch is silently dead.
-// At the expiry it thinks it sees, its takeover write conflicts; it reads,
-// lists again, and after that follows the leader's renews again: it never
-// forges beside the leader, and takes over on time when the leader dies.
+// Once the holder it sees falls quiet for two renews and a request, it
+// reads once, finds the watch behind and lists again, and after that
+// follows the leader's renews: it never writes or forges beside the
+// leader, and takes over on time when the leader dies.
 func TestInvariant2WatchBehindIsReadPast(t *testing.T) {
 	w, a := pair(t)
 	b := w.rep("bp-1")
 	b.watch.deaf = true
 	calls := countCalls(w)
 	w.run(30 * time.Second)
-	if b.watch.deaf || calls["bp-1 update"] != 1 || calls["bp-1 get"] != 1 {
-		t.Errorf("deaf %v, %d writes and %d reads; want one conflicting write, one read, and the watch listed again",
+	if b.watch.deaf || calls["bp-1 update"] != 0 || calls["bp-1 get"] != 1 {
+		t.Errorf("deaf %v, %d writes and %d reads; want no write, one read, and the watch listed again",
 			b.watch.deaf, calls["bp-1 update"], calls["bp-1 get"])
 	}
 	w.onlyForger("bp-0")
@@ -294,8 +295,12 @@ func (f *fakeFollow) watchFrom(ctx context.Context, rv string) (watch.Interface,
 		return nil, ctx.Err()
 	}
 	fw := watch.NewFakeWithChanSize(4, false)
-	f.streams <- fw
-	return fw, nil
+	select {
+	case f.streams <- fw:
+		return fw, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (f *fakeFollow) watched() []string {
@@ -611,5 +616,76 @@ func TestWatchNotInSyncBeforeAWatchStarts(t *testing.T) {
 	stepOK(t, b, true)
 	if api.calls != calls+2 || b.observed.renew != recordOf(api.l).renew {
 		t.Fatalf("the standby sent %d requests and saw renew %q; want one read showing the renew", api.calls-calls-1, b.observed.renew)
+	}
+}
+
+// TestInvariant7WatchConflictReadsAndLists: a standby sees a release and
+// writes its takeover, but another replica took the Lease first and its
+// watch has not shown it: the 409 makes the next step read (not write
+// again on the same view) and list the watch again.
+func TestInvariant7WatchConflictReadsAndLists(t *testing.T) {
+	api, clock, a := leading(t)
+	b := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	asked := 0
+	b.resync = func() { asked++ }
+	b.seen(leaseSight{kind: sightListed, lease: api.l.DeepCopy(), rv: uint64(api.rv), at: clock.now()})
+	b.seen(leaseSight{kind: sightSynced, rv: uint64(api.rv), at: clock.now()})
+	c := newElector(api, "bp-2_c", defaultTiming, clock.now)
+	stepOK(t, c, true)
+	if err := a.release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	released := api.l.DeepCopy()
+	stepOK(t, c, true) // c takes it; b's watch has shown only the release
+	b.seen(leaseSight{kind: sightEvent, lease: released, rv: uint64(api.rv - 1), at: clock.now()})
+	stepOK(t, b, true) // 409
+	calls := api.calls
+	clock.advance(defaultTiming.retry)
+	stepOK(t, b, true)
+	if leadingNow(b) || b.holder() != c.identity || asked != 1 || api.calls != calls+1 {
+		t.Fatalf("after the 409: leading %v, holder %q, %d lists asked, %d requests; want one read showing c, one list", leadingNow(b), b.holder(), asked, api.calls-calls)
+	}
+}
+
+// TestWatchShortStreamsPoll (W3): watches the server ends at once (a proxy
+// cutting long requests) are not restarted in a tight loop: each waits
+// RETRY_PERIOD, and the third in a row tells the loop to read instead.
+func TestWatchShortStreamsPoll(t *testing.T) {
+	f := &fakeFollow{lists: []string{"10"}, streams: make(chan *watch.FakeWatcher, 4)}
+	w := following(t, f, time.Hour)
+	nextSight(t, w) // the list
+	for range 3 {
+		nextStream(t, f).Stop()
+	}
+	if s := nextSight(t, w); s.kind != sightSynced {
+		t.Fatalf("sighting %+v; want in sync once the first watch started", s)
+	}
+	if s := nextSight(t, w); s.kind != sightBroken {
+		t.Fatalf("sighting %+v; want broken after three watches ended at once", s)
+	}
+	if n := len(f.watched()); n > 4 {
+		t.Errorf("%d watches; want one per RETRY_PERIOD, not a tight loop", n)
+	}
+}
+
+// TestInvariant2FlakyReadsStillCreate: a missing Lease and an API that
+// fails one read in seven: a failure within one look is the pruner limit
+// of polling, not a gap, so the Lease is still created after
+// LEASE_DURATION and a few looks.
+func TestInvariant2FlakyReadsStillCreate(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	el := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	n := 0
+	api.before = func(op string) error {
+		if n++; op == "get" && n%7 == 0 {
+			return apierrors.NewServiceUnavailable("busy")
+		}
+		return nil
+	}
+	for end := clock.now().Add(defaultTiming.lease + 4*defaultTiming.retry); clock.now().Before(end) && api.l == nil; clock.advance(defaultTiming.retry) {
+		el.step(context.Background(), true)
+	}
+	if api.l == nil {
+		t.Fatal("a missing Lease was never created while one read in seven failed")
 	}
 }
