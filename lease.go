@@ -16,9 +16,10 @@ package main
 //     seen missing for LEASE_DURATION. The one exception is the leader whose
 //     own renew (or watch) finds it gone: it is the only replica that can be
 //     forging, so it recreates it at once and keeps leading; if it cannot
-//     try, it leads no more. Seen missing again after reads that failed, or
-//     after a create that found it existing, it may have been created and
-//     deleted in between: it is seen missing from then.
+//     try, it leads no more. Seen missing again after reads that failed for
+//     longer than a look and a half (missGap), or after a create that found
+//     it existing, it may have been created and deleted in between: it is
+//     seen missing from then. (Within one look is polling's own limit.)
 //  3. Every write carries the resourceVersion read or written last, so two
 //     writers cannot both win: a 409 Conflict means someone else moved and
 //     the Lease is read again.
@@ -459,6 +460,11 @@ func (e *elector) schedule(t time.Time) {
 		return
 	}
 	e.nextTry = t.Add(e.timing.retry + time.Duration(e.jitter.Int64N(int64(e.timing.retry/10+1))))
+	if e.gap && e.observed.missing && t.Sub(e.answeredAt) < e.missGap() {
+		// A missing Lease's read failed: once more soon, so one blip stays
+		// within missGap and does not restart its clock (observeMissing).
+		e.nextTry = t.Add(e.timing.retry / 10)
+	}
 	if e.observed.holder == e.identity || e.observedAt.IsZero() {
 		return
 	}
@@ -505,6 +511,11 @@ func (e *elector) quiet() bool {
 
 // pollGap is more than one missed look: two RETRY_PERIODs and a request.
 func (e *elector) pollGap() time.Duration { return 2*e.timing.retry + e.timing.api }
+
+// missGap is the longest a missing Lease may go unread and still count as
+// seen missing throughout: a look and a half (one failed read, retried
+// after a tenth of a look, fits; polling's own limit is one look).
+func (e *elector) missGap() time.Duration { return e.timing.retry * 3 / 2 }
 
 // read gets the Lease and observes it, stamped when the read returned.
 func (e *elector) read(ctx context.Context) (*coordinationv1.Lease, error) {
@@ -554,10 +565,10 @@ func (e *elector) observe(l *coordinationv1.Lease, t time.Time) {
 // one of the others' polls: the documented pruner limit).
 func (e *elector) observeMissing(t time.Time) {
 	e.lease, e.holding = nil, false
-	if e.gap && t.Sub(e.answeredAt) > e.pollGap() {
-		// Reads failed for more than one look: it may have been created
-		// and deleted since it was last seen missing (within one look is
-		// the pruner limit of polling), so it is seen missing from now.
+	if e.gap && t.Sub(e.answeredAt) > e.missGap() {
+		// Reads failed for longer than a look and a half: it may have been
+		// created and deleted since it was last seen missing (within one
+		// look is the pruner limit of polling), so it is missing from now.
 		e.observedAt = time.Time{}
 	}
 	e.gap = false

@@ -682,10 +682,41 @@ func TestInvariant2FlakyReadsStillCreate(t *testing.T) {
 		}
 		return nil
 	}
-	for end := clock.now().Add(defaultTiming.lease + 4*defaultTiming.retry); clock.now().Before(end) && api.l == nil; clock.advance(defaultTiming.retry) {
-		el.step(context.Background(), true)
+	for end := clock.now().Add(defaultTiming.lease + 4*defaultTiming.retry); clock.now().Before(end) && api.l == nil; clock.setTo(el.nextTry) {
+		el.step(context.Background(), true) // at the times it asks for
 	}
 	if api.l == nil {
 		t.Fatal("a missing Lease was never created while one read in seven failed")
+	}
+}
+
+// TestInvariant2FailedReadsHideACreation: a missing Lease, three reads that
+// fail fast while another replica creates it, leads it and a prune deletes
+// it 6s later; the next read finds it missing. More than a look and a half
+// went unread, so the clock restarts: no create on the old sighting.
+func TestInvariant2FailedReadsHideACreation(t *testing.T) {
+	api, clock := &memLeases{}, newClock()
+	el := newElector(api, "bp-1_b", defaultTiming, clock.now)
+	stepOK(t, el, true) // seen missing
+	clock.advance(defaultTiming.lease - time.Second)
+	stepOK(t, el, true)
+	failing := true
+	api.before = func(op string) error {
+		if failing && op == "get" {
+			return apierrors.NewServiceUnavailable("busy")
+		}
+		return nil
+	}
+	api.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
+	for range 3 {
+		clock.advance(defaultTiming.retry)
+		el.step(context.Background(), true)
+	}
+	api.delete()
+	failing = false
+	clock.advance(defaultTiming.retry)
+	stepOK(t, el, true)
+	if api.l != nil {
+		t.Fatal("created the Lease on a sighting of it missing from before 6s of failed reads, in which it existed")
 	}
 }
