@@ -10,8 +10,9 @@ package main
 // at the exact expiry, and sends no periodic request while the watch is in
 // sync. The rules:
 //
-//  W1. The watch is in sync from a list until it breaks. A stream the
-//      server ends (timeoutSeconds) or that falls silent is resumed from
+//  W1. The watch is in sync from a watch started at a list until it
+//      breaks. A stream the server ends (timeoutSeconds) or that falls
+//      silent is resumed from
 //      the last resourceVersion seen, event or bookmark: the server replays
 //      every change after it, so there is no gap. A watch that fails to
 //      start (a 410 Gone, a server restarted), an error event or a loop
@@ -28,15 +29,19 @@ package main
 //      headers), and a stream with no event and no bookmark for watchIdle
 //      is restarted. The API server sends a bookmark about every minute
 //      (k8s.io/apiserver cacher: "roughly every minute"), and the leader's
-//      renews come every RETRY_PERIOD.
+//      renews come every RETRY_PERIOD: a holder quiet for two of them and a
+//      request is read once (a dead holder, or a stalled watch, listed
+//      again). Streams that end at once are paced, and three in a row
+//      count as broken.
 //  W4. A sighting never counts as a renew: leading still takes a write of
 //      our own (lease.go rule 4), so a leader fences on time whatever the
 //      watch says. A sighting older than what the elector knows (its own
 //      write's answer, a read) is skipped: resourceVersions are etcd
 //      revisions, compared as numbers; one that is not a number stops the
 //      watch (W2 then holds for good). A list is the latest state, so one
-//      below what the elector knew means the revisions went back (an etcd
-//      restore): it is applied, and ordering starts again from it.
+//      sent after the elector learned its revision and answered below it
+//      means the revisions went back (an etcd restore): it is applied, and
+//      ordering starts again from it.
 //
 // What it does not do: the forging token (cluster.go) is still read every
 // CLUSTER_RETRY_PERIOD; a watch is one more long request per replica, so a
