@@ -169,9 +169,9 @@ func (f *follower) run(ctx context.Context) {
 			rv, err = f.list(ctx)
 		}
 		if err == nil {
-			began := f.now()
+			began := time.Now() // how long a stream lived is real time, whatever clock stamps sightings
 			if rv, err = f.stream(ctx, rv); err == nil && rv != 0 {
-				short, err = f.shortLived(ctx, short, f.now().Sub(began))
+				short, err = f.shortLived(ctx, short, time.Since(began))
 			}
 		}
 		if err != nil && ctx.Err() == nil {

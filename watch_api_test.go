@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -25,14 +23,7 @@ func followOnServer(t *testing.T, e *electionEnv, span time.Duration) *leaseWatc
 	t.Helper()
 	api := e.api().(*kubeLeases)
 	api.span = span
-	w := newLeaseWatch()
-	f := &follower{api: api, w: w, now: e.clock.now, log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		timeout: 5 * time.Second, retry: 100 * time.Millisecond, idle: watchIdle}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return w
+	return startFollower(t, &follower{api: api, now: e.clock.now, timeout: 5 * time.Second, retry: 100 * time.Millisecond, idle: watchIdle})
 }
 
 // TestWatchOnTheServer: list, create, update, a stream ended by the server

@@ -311,14 +311,17 @@ func (f *fakeFollow) watched() []string {
 
 // following starts a follower over f, stopped at the test's end.
 func following(t *testing.T, f *fakeFollow, idle time.Duration) *leaseWatch {
-	w := newLeaseWatch()
-	fl := &follower{api: f, w: w, now: time.Now, log: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		timeout: 100 * time.Millisecond, retry: 10 * time.Millisecond, idle: idle}
+	return startFollower(t, &follower{api: f, now: time.Now, timeout: 100 * time.Millisecond, retry: 10 * time.Millisecond, idle: idle})
+}
+
+// startFollower runs fl on a new queue until the test's end.
+func startFollower(t *testing.T, fl *follower) *leaseWatch {
+	fl.w, fl.log = newLeaseWatch(), slog.New(slog.NewJSONHandler(io.Discard, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { fl.run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return w
+	return fl.w
 }
 
 // nextSight waits for the next sighting.
