@@ -517,12 +517,20 @@ func (w *world) rep(name string) *replica {
 // runs, node restarts.
 func (w *world) run(d time.Duration) {
 	end := w.clock.now().Add(d)
+	same, last := 0, time.Time{}
 	for {
 		w.wake() // a write from outside the passes (a shutdown, a hand edit)
 		r, at, probe := w.nextEvent()
 		if at.After(end) {
 			w.clock.setTo(end)
 			break
+		}
+		if same++; !at.Equal(last) {
+			same, last = 0, at
+		}
+		if same > 10000 { // passes that wake each other without time passing: a hot loop
+			w.dump()
+			w.t.Fatalf("livelock: 10000 passes at %v", at)
 		}
 		w.clock.setTo(at)
 		if probe {
