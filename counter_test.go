@@ -71,9 +71,10 @@ func TestLowerCounterNeverForges(t *testing.T) {
 
 // TestCounterRecordReset: removing the annotation by hand resets the
 // record to what the leader forges with now; a record that does not parse
-// makes no replica eligible (it is not "no record").
+// makes no replica eligible (it is not "no record"). Without the watch: the
+// stale view the guard defends against is the leader's between two reads.
 func TestCounterRecordReset(t *testing.T) {
-	w, a := pair(t)
+	w, a := pair(t, "LEASE_WATCH", "false")
 	w.run(3 * time.Second)
 	pool := a.s.keyset.pool
 	w.leases.edit(func(l *coordinationv1.Lease) { l.Annotations[counterKey] = pool + ":7" })
