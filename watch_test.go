@@ -538,7 +538,13 @@ func TestInvariant2WatchFailedCreateReadsAgain(t *testing.T) {
 	s := newElector(api, "bp-1_b", defaultTiming, clock.now)
 	s.seen(leaseSight{kind: sightListed, rv: 1, at: clock.now()})
 	clock.advance(defaultTiming.lease)
-	api.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
+	api.before = func(op string) error { // another replica's create lands between the read and ours
+		if op == "create" {
+			api.before = nil
+			api.create(context.Background(), &coordinationv1.Lease{Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr("bp-0_a")}})
+		}
+		return nil
+	}
 	stepOK(t, s, true) // AlreadyExists
 	api.delete()       // a prune, unseen by the dead watch
 	for end := clock.now().Add(defaultTiming.lease - time.Second); clock.now().Before(end); clock.advance(time.Second) {
